@@ -1,0 +1,122 @@
+// Command fx runs GPT-2 and BERT from Hugging Face safetensors with
+// TransformerLens-named hook points.
+//
+// Usage:
+//
+//	fx run [MODEL] --prompt TEXT [--max-new-tokens N] [--dump HOOK=FILE.npy]...
+//	fx tokenize MODEL [--json] < input
+//	fx inspect MODEL [--json]
+//
+// MODEL is a directory holding config.json and model.safetensors, or a hub
+// name found in the Hugging Face cache; fx run without one uses the embedded
+// default model. Exit codes: 0 ok, 1 a failure found or a check failed,
+// 2 a usage or input error.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// usageError is an error in the command line or its inputs (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// usagef returns a usageError.
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// command is one fx verb.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdin io.Reader, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"run", "run a model on a prompt or tokens; generate, classify, dump hooks", cmdRun},
+		{"tokenize", "tokenize strings with a model's tokenizer", cmdTokenize},
+		{"inspect", "show a model's config, tensors and hook points", cmdInspect},
+	}
+}
+
+func main() {
+	os.Exit(fxMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// fxMain runs fx with args and returns the exit code.
+func fxMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		printUsage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(args[1:], stdin, stdout, stderr)
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		}
+		fmt.Fprintf(stderr, "fx %s: %v\n", c.name, err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
+	}
+	fmt.Fprintf(stderr, "fx: unknown command %q; run 'fx help'\n", args[0])
+	return 2
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: fx COMMAND [ARGS] [--flags]")
+	fmt.Fprintln(w)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'fx COMMAND --help' for a command's flags.")
+	fmt.Fprintln(w, "Exit codes: 0 ok, 1 failure found or check failed, 2 usage or input error.")
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments ("fx run gpt2 --prompt x" as well as "fx run --prompt x gpt2")
+// and returns the positional arguments.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("fx "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/modelforensics/fx/engine"
+	"github.com/modelforensics/fx/transformer"
+	"github.com/modelforensics/fx/transformer/tokenizer"
+	"github.com/modelforensics/fx/weights/npy"
+)
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// runOutput is fx run's --json output.
+type runOutput struct {
+	Model         string             `json:"model"`
+	InputIDs      []int              `json:"input_ids"`
+	OutputIDs     []int              `json:"output_ids,omitempty"`
+	Text          string             `json:"text,omitempty"`
+	OutputText    string             `json:"output_text,omitempty"`
+	Label         string             `json:"label,omitempty"`
+	Probabilities map[string]float64 `json:"probabilities,omitempty"`
+	Dumps         map[string][]int   `json:"dumps,omitempty"`
+}
+
+func cmdRun(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run", stderr)
+	prompt := fs.String("prompt", "", "input text")
+	tokens := fs.String("tokens", "", "input token ids, comma-separated (instead of --prompt)")
+	maxNew := fs.Int("max-new-tokens", 20, "tokens to generate (GPT-2); 0 shows the next-token distribution")
+	temperature := fs.Float64("temperature", 0, "sampling temperature; 0 is greedy")
+	topK := fs.Int("top-k", 0, "sample from the K most likely tokens (0: all)")
+	topP := fs.Float64("top-p", 0, "sample from the smallest set reaching probability P (0: all)")
+	seed := fs.Uint64("seed", 0, "sampler seed")
+	stopEOS := fs.Bool("stop-at-eos", false, "stop generating after <|endoftext|>")
+	device := fs.String("device", "auto", "auto, cpu or cuda")
+	asJSON := fs.Bool("json", false, "print JSON")
+	var dumps listFlag
+	fs.Var(&dumps, "dump", "HOOK=FILE.npy: write a hook's activation over the input as float32 .npy (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: fx run [MODEL] (--prompt TEXT | --tokens IDS) [flags]")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	name, err := oneModelArg(pos, false)
+	if err != nil {
+		return err
+	}
+	if (*prompt == "") == (*tokens == "") {
+		return usagef("give exactly one of --prompt and --tokens")
+	}
+	b, err := backend(*device)
+	if err != nil {
+		return err
+	}
+	m, err := loadModel(name, b)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	var ids []int
+	if *tokens != "" {
+		if ids, err = parseIDs(*tokens); err != nil {
+			return err
+		}
+	} else {
+		ids = m.Encode(*prompt)
+	}
+	in, err := transformer.NewBatch([][]int{ids}, nil)
+	if err != nil {
+		return inputError(err)
+	}
+	out := runOutput{Model: m.Name, InputIDs: ids}
+	ctx := context.Background()
+
+	logits, err := forwardWithDumps(ctx, m, in, dumps, &out)
+	if err != nil {
+		return err
+	}
+	if m.GPT2 != nil && *maxNew > 0 {
+		opts := transformer.GenerateOptions{
+			MaxNewTokens: *maxNew, StopAtEOS: *stopEOS, EOS: gpt2EOS(m),
+			Sampler: transformer.Sampler{Temperature: *temperature, TopK: *topK, TopP: *topP, Seed: *seed},
+		}
+		gen, err := m.Generate(ctx, ids, opts, nil)
+		if err != nil {
+			return inputError(err)
+		}
+		out.OutputIDs = gen.Tokens
+		if out.OutputText, err = m.Tokenizer.Decode(gen.Tokens); err != nil {
+			return err
+		}
+		if out.Text, err = m.Tokenizer.Decode(append(append([]int(nil), ids...), gen.Tokens...)); err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeJSON(stdout, out)
+		}
+		fmt.Fprintln(stdout, out.Text)
+		return nil
+	}
+	return printPrediction(stdout, m, logits, out, *asJSON)
+}
+
+// forwardWithDumps runs one forward over in, writing each --dump hook's
+// activation to its .npy file.
+func forwardWithDumps(ctx context.Context, m *transformer.Model, in transformer.Batch, dumps []string, out *runOutput) (*engine.Tensor, error) {
+	type dump struct{ hook, file string }
+	var todo []dump
+	for _, d := range dumps {
+		hook, file, ok := strings.Cut(d, "=")
+		if !ok || hook == "" || file == "" {
+			return nil, usagef("--dump %q: want HOOK=FILE.npy", d)
+		}
+		names, err := m.MatchHooks(hook)
+		if err != nil {
+			return nil, usagef("--dump %q: %w", d, err)
+		}
+		if len(names) != 1 || names[0] != hook {
+			return nil, usagef("--dump %q: name one hook point, not a pattern", d)
+		}
+		todo = append(todo, dump{hook, file})
+	}
+	captured := map[string]*engine.Tensor{}
+	var hooks []transformer.Hook
+	for _, d := range todo {
+		hooks = append(hooks, transformer.Hook{Pattern: d.hook, Fn: func(a *engine.Tensor, h *transformer.HookCtx) error {
+			data := append([]float32(nil), h.Backend.ToHost(a)...)
+			captured[h.Name] = engine.NewHost(data, a.Shape()...)
+			return nil
+		}})
+	}
+	hs, err := m.NewHooks(hooks...)
+	if err != nil {
+		return nil, inputError(err)
+	}
+	logits, err := m.Forward(ctx, in, hs)
+	if err != nil {
+		return nil, inputError(err)
+	}
+	for _, d := range todo {
+		t := captured[d.hook]
+		shape := t.Shape()
+		if in.B == 1 {
+			shape = shape[1:]
+		}
+		if err := npy.SaveFloat32(d.file, t.Host(), shape); err != nil {
+			return nil, fmt.Errorf("--dump %s: %w", d.hook, err)
+		}
+		if out.Dumps == nil {
+			out.Dumps = map[string][]int{}
+		}
+		out.Dumps[d.file] = shape
+	}
+	return logits, nil
+}
+
+// printPrediction prints what a single forward predicts: the next-token
+// distribution (GPT-2), the label (BERT classification), the masked tokens
+// (BERT MLM) or the hidden state's shape (BertModel).
+func printPrediction(w io.Writer, m *transformer.Model, logits *engine.Tensor, out runOutput, asJSON bool) error {
+	host := m.Backend.ToHost(logits)
+	switch {
+	case m.BERT != nil && m.BERT.Head == transformer.HeadSequenceClassification:
+		labels := m.BERT.Labels()
+		probs := softmax(host[:len(labels)])
+		out.Probabilities = map[string]float64{}
+		best := 0
+		for i, p := range probs {
+			out.Probabilities[labels[i]] = p
+			if p > probs[best] {
+				best = i
+			}
+		}
+		out.Label = labels[best]
+		if asJSON {
+			return writeJSON(w, out)
+		}
+		fmt.Fprintln(w, out.Label)
+		for i, l := range labels {
+			fmt.Fprintf(w, "  %-12s %s\n", l, fmtProb(probs[i]))
+		}
+		return nil
+	case m.BERT != nil && m.BERT.Head == transformer.HeadNone:
+		if asJSON {
+			return writeJSON(w, out)
+		}
+		fmt.Fprintf(w, "hidden state %s (use --dump blocks.N.hook_resid_post=FILE.npy)\n", engine.ShapeString(logits.Shape()))
+		return nil
+	}
+	// Token logits [1, T, V]: GPT-2's next token, or BERT's [MASK] positions.
+	V := logits.Dim(-1)
+	T := len(host) / V
+	positions := []int{T - 1}
+	if m.BERT != nil {
+		positions = maskPositions(m, out.InputIDs)
+	}
+	if asJSON {
+		return writeJSON(w, out)
+	}
+	for _, p := range positions {
+		probs := softmax(host[p*V : (p+1)*V])
+		order := make([]int, V)
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(i, j int) bool { return probs[order[i]] > probs[order[j]] })
+		fmt.Fprintf(w, "position %d:\n", p)
+		for _, id := range order[:min(5, V)] {
+			s, _ := m.Tokenizer.Decode([]int{id})
+			fmt.Fprintf(w, "  %6d %-16q %s\n", id, s, fmtProb(probs[id]))
+		}
+	}
+	return nil
+}
+
+// maskPositions returns the positions of [MASK] in ids, or every position
+// when there is none.
+func maskPositions(m *transformer.Model, ids []int) []int {
+	var pos []int
+	if wp, ok := m.Tokenizer.(*tokenizer.WordPiece); ok {
+		for i, id := range ids {
+			if id == wp.MASK() {
+				pos = append(pos, i)
+			}
+		}
+	}
+	if len(pos) == 0 {
+		for i := range ids {
+			pos = append(pos, i)
+		}
+	}
+	return pos
+}
+
+// gpt2EOS returns the tokenizer's end-of-text id, or -1.
+func gpt2EOS(m *transformer.Model) int {
+	if g, ok := m.Tokenizer.(*tokenizer.GPT2); ok {
+		return g.EOT()
+	}
+	return -1
+}
+
+// parseIDs parses "464,3290".
+func parseIDs(s string) ([]int, error) {
+	var ids []int
+	for _, f := range strings.Split(s, ",") {
+		id, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, usagef("--tokens %q: %q is not a token id", s, f)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// softmax returns the probabilities of logits, in float64.
+func softmax(logits []float32) []float64 {
+	mx := math.Inf(-1)
+	for _, l := range logits {
+		mx = math.Max(mx, float64(l))
+	}
+	p := make([]float64, len(logits))
+	sum := 0.0
+	for i, l := range logits {
+		p[i] = math.Exp(float64(l) - mx)
+		sum += p[i]
+	}
+	for i := range p {
+		p[i] /= sum
+	}
+	return p
+}
+
+// writeJSON writes v indented.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,803 @@
+// Package backendtest is a conformance suite for engine.Backend
+// implementations. Each backend's tests call Run, which checks every op
+// against hand-computed values and against naive float64 reference
+// implementations written here, independently of any backend.
+//
+// The suite checks semantics (shapes, masking, broadcasting, -Inf and zero
+// rows), agreement with float64 within a relative tolerance, that ops leave
+// their inputs unchanged, and that shape mismatches panic. It does not check
+// determinism, which is a property of the CPU backend tested there.
+package backendtest
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelforensics/fx/engine"
+)
+
+// Tolerance is the largest max|got-want| / max|want| that Run accepts for a
+// float op against its float64 reference.
+const Tolerance = 1e-5
+
+// Run checks every op of b, each in its own subtest.
+func Run(t *testing.T, b engine.Backend) {
+	s := &suite{b: b}
+	t.Run("Basics", s.testBasics)
+	t.Run("MatMul", s.testMatMul)
+	t.Run("LayerNorm", s.testLayerNorm)
+	t.Run("LayerNormScale", s.testLayerNormScale)
+	t.Run("GELU", s.testGELU)
+	t.Run("Tanh", s.testTanh)
+	t.Run("Add", s.testAdd)
+	t.Run("Embedding", s.testEmbedding)
+	t.Run("Rows", s.testRows)
+	t.Run("SliceLast", s.testSliceLast)
+	t.Run("Concat", s.testConcat)
+	t.Run("AttnScores", s.testAttnScores)
+	t.Run("Softmax", s.testSoftmax)
+	t.Run("AttnMix", s.testAttnMix)
+	t.Run("HeadResult", s.testHeadResult)
+	t.Run("SumAxis", s.testSumAxis)
+	t.Run("Panics", s.testPanics)
+}
+
+type suite struct {
+	b engine.Backend
+}
+
+// input is a tensor on the backend and a private copy of its values.
+type input struct {
+	t    *engine.Tensor
+	vals []float32
+}
+
+// rng returns a generator for one test, seeded by name so that tests do not
+// depend on each other's order.
+func rng(t *testing.T) *rand.Rand {
+	var h uint64 = 14695981039346656037
+	for _, c := range []byte(t.Name()) {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return rand.New(rand.NewPCG(h, 0x5eed))
+}
+
+// randn returns n standard normal values.
+func randn(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+// in uploads vals (a copy, since host backends alias) as a tensor of shape.
+func (s *suite) in(vals []float32, shape ...int) input {
+	return input{t: s.b.FromHost(slices.Clone(vals), shape...), vals: vals}
+}
+
+// randIn uploads normal values of the given shape.
+func (s *suite) randIn(r *rand.Rand, shape ...int) input {
+	return s.in(randn(r, engine.NumElements(shape)), shape...)
+}
+
+// unchanged checks that ops left the inputs' values as they were.
+func (s *suite) unchanged(t *testing.T, ins ...input) {
+	t.Helper()
+	for i, in := range ins {
+		got := s.b.ToHost(in.t)
+		require.Len(t, got, len(in.vals), "input %d", i)
+		for j := range got {
+			if math.Float32bits(got[j]) != math.Float32bits(in.vals[j]) {
+				require.Failf(t, "input changed", "input %d element %d: %v, was %v", i, j, got[j], in.vals[j])
+			}
+		}
+	}
+}
+
+// host returns got's values after checking its shape.
+func (s *suite) host(t *testing.T, got *engine.Tensor, shape []int) []float32 {
+	t.Helper()
+	require.NotNil(t, got)
+	require.NoError(t, s.b.Sync())
+	require.Equal(t, shape, got.Shape(), "shape")
+	v := s.b.ToHost(got)
+	require.Len(t, v, engine.NumElements(shape))
+	return v
+}
+
+// close checks got against a float64 reference: infinities must match
+// exactly, NaN never appears, and finite values agree within Tolerance of
+// the largest |want|.
+func (s *suite) close(t *testing.T, got *engine.Tensor, shape []int, want []float64) {
+	t.Helper()
+	closeTo(t, s.host(t, got, shape), want, Tolerance)
+}
+
+func closeTo(t *testing.T, got []float32, want []float64, tol float64) {
+	t.Helper()
+	require.Len(t, got, len(want))
+	var maxErr, maxRef float64
+	for i, w := range want {
+		g := float64(got[i])
+		require.False(t, math.IsNaN(g), "element %d is NaN, want %v", i, w)
+		if math.IsInf(w, 0) || math.IsInf(g, 0) {
+			require.Equal(t, w, g, "element %d", i)
+			continue
+		}
+		maxErr = max(maxErr, math.Abs(g-w))
+		maxRef = max(maxRef, math.Abs(w))
+	}
+	if maxRef == 0 {
+		require.Zero(t, maxErr, "want all zeros")
+		return
+	}
+	require.LessOrEqual(t, maxErr/maxRef, tol, "relative error: max error %g, max |want| %g", maxErr, maxRef)
+}
+
+// exact checks that got has exactly the values want.
+func (s *suite) exact(t *testing.T, got *engine.Tensor, shape []int, want []float32) {
+	t.Helper()
+	v := s.host(t, got, shape)
+	for i := range want {
+		if math.Float32bits(v[i]) != math.Float32bits(want[i]) {
+			require.Failf(t, "values differ", "element %d: got %v, want %v", i, v[i], want[i])
+		}
+	}
+}
+
+func f64(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+func (s *suite) testBasics(t *testing.T) {
+	assert.NotEmpty(t, s.b.Name())
+	vals := []float32{1, -2, 3.5, 0, float32(math.Inf(-1)), 6}
+	x := s.in(vals, 2, 3)
+	s.exact(t, x.t, []int{2, 3}, vals)
+	assert.Equal(t, 2, x.t.Rank())
+
+	s.exact(t, s.b.Zeros(3, 1, 2), []int{3, 1, 2}, make([]float32, 6))
+	s.exact(t, s.b.Zeros(2, 0, 4), []int{2, 0, 4}, nil)
+	require.NoError(t, s.b.Sync())
+
+	// A reshaped view reads the same values.
+	s.exact(t, x.t.Reshape(3, -1), []int{3, 2}, vals)
+}
+
+func refMatMul(x, w, bias []float32, m, k, n int, transW bool) []float64 {
+	out := make([]float64, m*n)
+	for i := range m {
+		for j := range n {
+			var s float64
+			for p := range k {
+				wv := w[p*n+j]
+				if transW {
+					wv = w[j*k+p]
+				}
+				s += float64(x[i*k+p]) * float64(wv)
+			}
+			if bias != nil {
+				s += float64(bias[j])
+			}
+			out[i*n+j] = s
+		}
+	}
+	return out
+}
+
+func (s *suite) testMatMul(t *testing.T) {
+	t.Run("by hand", func(t *testing.T) {
+		x := s.in([]float32{1, 2, 3, 4}, 2, 2)
+		w := s.in([]float32{5, 6, 7, 8}, 2, 2)
+		bias := s.in([]float32{1, -1}, 2)
+		s.exact(t, s.b.MatMul(x.t, w.t, nil, false), []int{2, 2}, []float32{19, 22, 43, 50})
+		s.exact(t, s.b.MatMul(x.t, w.t, bias.t, false), []int{2, 2}, []float32{20, 21, 44, 49})
+		s.exact(t, s.b.MatMul(x.t, w.t, bias.t, true), []int{2, 2}, []float32{18, 22, 40, 52})
+		s.unchanged(t, x, w, bias)
+	})
+	tests := []struct {
+		name   string
+		lead   []int // leading dimensions of x
+		k, n   int
+		bias   bool
+		transW bool
+	}{
+		{"1x1", []int{1}, 1, 1, false, false},
+		{"vector x", nil, 7, 5, true, false},
+		{"vector x transW", nil, 7, 5, true, true},
+		{"odd", []int{5}, 37, 61, true, false},
+		{"odd transW", []int{5}, 37, 61, true, true},
+		{"leading dims", []int{2, 3}, 37, 61, true, false},
+		{"leading dims transW", []int{2, 3}, 37, 61, false, true},
+		{"K 768", []int{3}, 768, 67, true, false},
+		{"K 768 transW", []int{3}, 768, 67, true, true},
+		{"many rows", []int{70}, 19, 33, true, false},
+		{"many rows transW", []int{70}, 19, 33, true, true},
+		{"no rows", []int{0}, 8, 3, true, false},
+		{"no rows transW", []int{0}, 8, 3, true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rng(t)
+			m := engine.NumElements(tc.lead)
+			x := s.randIn(r, append(slices.Clone(tc.lead), tc.k)...)
+			wShape := []int{tc.k, tc.n}
+			if tc.transW {
+				wShape = []int{tc.n, tc.k}
+			}
+			w := s.randIn(r, wShape...)
+			ins := []input{x, w}
+			var biasT *engine.Tensor
+			var biasV []float32
+			if tc.bias {
+				bias := s.randIn(r, tc.n)
+				biasT, biasV = bias.t, bias.vals
+				ins = append(ins, bias)
+			}
+			got := s.b.MatMul(x.t, w.t, biasT, tc.transW)
+			s.close(t, got, append(slices.Clone(tc.lead), tc.n), refMatMul(x.vals, w.vals, biasV, m, tc.k, tc.n, tc.transW))
+			s.unchanged(t, ins...)
+		})
+	}
+}
+
+func refMoments(x []float32) (mean, variance float64) {
+	for _, v := range x {
+		mean += float64(v)
+	}
+	mean /= float64(len(x))
+	for _, v := range x {
+		d := float64(v) - mean
+		variance += d * d
+	}
+	return mean, variance / float64(len(x))
+}
+
+func (s *suite) testLayerNorm(t *testing.T) {
+	t.Run("by hand", func(t *testing.T) {
+		// mean 2.5, variance 1.25.
+		x := s.in([]float32{1, 2, 3, 4}, 1, 4)
+		g := s.in([]float32{1, 1, 2, 1}, 4)
+		beta := s.in([]float32{0, 0, 0, 10}, 4)
+		sd := math.Sqrt(1.25)
+		s.close(t, s.b.LayerNorm(x.t, g.t, beta.t, 0), []int{1, 4},
+			[]float64{-1.5 / sd, -0.5 / sd, 2 * 0.5 / sd, 1.5/sd + 10})
+		s.unchanged(t, x, g, beta)
+	})
+	tests := []struct {
+		name   string
+		shape  []int
+		offset float32
+		eps    float32
+	}{
+		{"odd", []int{2, 7, 61}, 0, 1e-5},
+		{"offset", []int{3, 768}, 100, 1e-5},
+		{"large eps", []int{4, 15}, 0, 0.5},
+		{"vector", []int{37}, 3, 1e-12},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rng(t)
+			vals := randn(r, engine.NumElements(tc.shape))
+			for i := range vals {
+				vals[i] = vals[i]*0.5 + tc.offset
+			}
+			x := s.in(vals, tc.shape...)
+			d := tc.shape[len(tc.shape)-1]
+			g, beta := s.randIn(r, d), s.randIn(r, d)
+			want := make([]float64, len(x.vals))
+			for row := 0; row < len(x.vals); row += d {
+				mean, v := refMoments(x.vals[row : row+d])
+				for i := range d {
+					want[row+i] = (float64(x.vals[row+i])-mean)/math.Sqrt(v+float64(tc.eps))*float64(g.vals[i]) + float64(beta.vals[i])
+				}
+			}
+			s.close(t, s.b.LayerNorm(x.t, g.t, beta.t, tc.eps), tc.shape, want)
+			s.unchanged(t, x, g, beta)
+		})
+	}
+}
+
+func (s *suite) testLayerNormScale(t *testing.T) {
+	x := s.in([]float32{1, 2, 3, 4, 5, 5, 5, 5}, 2, 1, 4)
+	s.close(t, s.b.LayerNormScale(x.t, 0.75), []int{2, 1, 1},
+		[]float64{math.Sqrt(1.25 + 0.75), math.Sqrt(0.75)})
+	s.unchanged(t, x)
+
+	r := rng(t)
+	y := s.randIn(r, 3, 5, 61)
+	want := make([]float64, 15)
+	for i := range want {
+		_, v := refMoments(y.vals[i*61 : (i+1)*61])
+		want[i] = math.Sqrt(v + 1e-5)
+	}
+	s.close(t, s.b.LayerNormScale(y.t, 1e-5), []int{3, 5, 1}, want)
+	s.unchanged(t, y)
+}
+
+func geluTanh(x float64) float64 {
+	return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
+}
+
+func geluErf(x float64) float64 { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)) }
+
+// unaryInput returns values spanning the interesting range of an activation.
+func (s *suite) unaryInput(t *testing.T) input {
+	r := rng(t)
+	v := randn(r, 300)
+	for i := range v {
+		v[i] *= 3
+	}
+	v = append(v, 0, 1, -1, 10, -10, 30, -30, 1e-8, -1e-8)
+	return s.in(v, 3, len(v)/3)
+}
+
+func (s *suite) testGELU(t *testing.T) {
+	t.Run("by hand", func(t *testing.T) {
+		x := s.in([]float32{0, 1, -1, 2}, 4)
+		s.close(t, s.b.GELU(x.t, engine.GELUTanh), []int{4},
+			[]float64{0, 0.8411919906082768, -0.15880800939172324, 1.954597694087775})
+		s.close(t, s.b.GELU(x.t, engine.GELUErf), []int{4},
+			[]float64{0, 0.8413447460685429, -0.15865525393145707, 1.9544997361036416})
+		s.unchanged(t, x)
+	})
+	for _, tc := range []struct {
+		name string
+		kind engine.Activation
+		f    func(float64) float64
+	}{
+		{"tanh", engine.GELUTanh, geluTanh},
+		{"erf", engine.GELUErf, geluErf},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := s.unaryInput(t)
+			want := f64(x.vals)
+			for i, v := range want {
+				want[i] = tc.f(v)
+			}
+			s.close(t, s.b.GELU(x.t, tc.kind), x.t.Shape(), want)
+			s.unchanged(t, x)
+		})
+	}
+}
+
+func (s *suite) testTanh(t *testing.T) {
+	x := s.unaryInput(t)
+	want := f64(x.vals)
+	for i, v := range want {
+		want[i] = math.Tanh(v)
+	}
+	s.close(t, s.b.Tanh(x.t), x.t.Shape(), want)
+	s.unchanged(t, x)
+}
+
+func (s *suite) testAdd(t *testing.T) {
+	t.Run("by hand", func(t *testing.T) {
+		a := s.in([]float32{1, 2, 3, 4, 5, 6}, 2, 3)
+		b := s.in([]float32{10, 20, 30}, 3)
+		s.exact(t, s.b.Add(a.t, b.t), []int{2, 3}, []float32{11, 22, 33, 14, 25, 36})
+		s.unchanged(t, a, b)
+	})
+	tests := []struct {
+		name   string
+		aShape []int
+		bShape []int
+	}{
+		{"same shape", []int{2, 7, 61}, []int{2, 7, 61}},
+		{"last dim", []int{2, 7, 61}, []int{61}},
+		{"two dims", []int{2, 7, 61}, []int{7, 61}},
+		{"vector", []int{5}, []int{5}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rng(t)
+			a, b := s.randIn(r, tc.aShape...), s.randIn(r, tc.bShape...)
+			want := make([]float32, len(a.vals))
+			for i := range want {
+				want[i] = a.vals[i] + b.vals[i%len(b.vals)]
+			}
+			s.exact(t, s.b.Add(a.t, b.t), tc.aShape, want)
+			s.unchanged(t, a, b)
+		})
+	}
+}
+
+func (s *suite) testEmbedding(t *testing.T) {
+	r := rng(t)
+	table := s.randIn(r, 50, 15)
+	tests := []struct {
+		name string
+		ids  []int32
+	}{
+		{"one", []int32{7}},
+		{"repeats and ends", []int32{0, 49, 3, 3, 17, 0}},
+		{"none", []int32{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var want []float32
+			for _, id := range tc.ids {
+				want = append(want, table.vals[int(id)*15:int(id+1)*15]...)
+			}
+			s.exact(t, s.b.Embedding(table.t, tc.ids), []int{len(tc.ids), 15}, want)
+			s.unchanged(t, table)
+		})
+	}
+}
+
+func (s *suite) testRows(t *testing.T) {
+	r := rng(t)
+	x := s.randIn(r, 2, 3, 5) // six rows of five
+	tests := []struct {
+		name string
+		idx  []int
+	}{
+		{"one", []int{4}},
+		{"all reversed", []int{5, 4, 3, 2, 1, 0}},
+		{"repeats", []int{1, 1, 0}},
+		{"none", []int{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var want []float32
+			for _, i := range tc.idx {
+				want = append(want, x.vals[i*5:(i+1)*5]...)
+			}
+			s.exact(t, s.b.Rows(x.t, tc.idx), []int{len(tc.idx), 5}, want)
+			s.unchanged(t, x)
+		})
+	}
+}
+
+func (s *suite) testSliceLast(t *testing.T) {
+	r := rng(t)
+	x := s.randIn(r, 2, 3, 7)
+	tests := []struct {
+		name     string
+		from, to int
+	}{
+		{"middle", 2, 5},
+		{"all", 0, 7},
+		{"first", 0, 1},
+		{"last", 6, 7},
+		{"empty", 3, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var want []float32
+			for row := 0; row < 6; row++ {
+				want = append(want, x.vals[row*7+tc.from:row*7+tc.to]...)
+			}
+			s.exact(t, s.b.SliceLast(x.t, tc.from, tc.to), []int{2, 3, tc.to - tc.from}, want)
+			s.unchanged(t, x)
+		})
+	}
+}
+
+func (s *suite) testConcat(t *testing.T) {
+	tests := []struct {
+		name   string
+		ta, tb int
+		inner  []int
+	}{
+		{"cache and step", 5, 1, []int{3, 4}},
+		{"empty cache", 0, 3, []int{3, 4}},
+		{"empty step", 2, 0, []int{2}},
+		{"rank 2", 2, 3, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rng(t)
+			const batch = 2
+			n := engine.NumElements(tc.inner)
+			a := s.randIn(r, append([]int{batch, tc.ta}, tc.inner...)...)
+			b := s.randIn(r, append([]int{batch, tc.tb}, tc.inner...)...)
+			var want []float32
+			for i := range batch {
+				want = append(want, a.vals[i*tc.ta*n:(i+1)*tc.ta*n]...)
+				want = append(want, b.vals[i*tc.tb*n:(i+1)*tc.tb*n]...)
+			}
+			s.exact(t, s.b.Concat(a.t, b.t), append([]int{batch, tc.ta + tc.tb}, tc.inner...), want)
+			s.unchanged(t, a, b)
+		})
+	}
+}
+
+// refScores is q·kᵀ·scale with -Inf where mask forbids, as [B, H, Tq, Tk].
+func refScores(q, k []float32, nb, tq, tk, h, dh int, scale float32, mask engine.AttnMask) []float64 {
+	out := make([]float64, nb*h*tq*tk)
+	for b := range nb {
+		for hh := range h {
+			for i := range tq {
+				for j := range tk {
+					o := ((b*h+hh)*tq+i)*tk + j
+					if (mask.Causal && j > i+mask.QueryOffset) || (mask.KeyValid != nil && mask.KeyValid[b*tk+j] == 0) {
+						out[o] = math.Inf(-1)
+						continue
+					}
+					var sum float64
+					for d := range dh {
+						sum += float64(q[((b*tq+i)*h+hh)*dh+d]) * float64(k[((b*tk+j)*h+hh)*dh+d])
+					}
+					out[o] = sum * float64(scale)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (s *suite) testAttnScores(t *testing.T) {
+	t.Run("by hand", func(t *testing.T) {
+		// B=1, Tq=Tk=2, H=1, Dh=2.
+		q := s.in([]float32{1, 0, 0, 2}, 1, 2, 1, 2)
+		k := s.in([]float32{3, 4, 5, 6}, 1, 2, 1, 2)
+		inf := float32(math.Inf(-1))
+		s.exact(t, s.b.AttnScores(q.t, k.t, 0.5, engine.AttnMask{}), []int{1, 1, 2, 2}, []float32{1.5, 2.5, 4, 6})
+		s.exact(t, s.b.AttnScores(q.t, k.t, 0.5, engine.AttnMask{Causal: true}), []int{1, 1, 2, 2}, []float32{1.5, inf, 4, 6})
+		s.exact(t, s.b.AttnScores(q.t, k.t, 0.5, engine.AttnMask{KeyValid: []int32{0, 1}}), []int{1, 1, 2, 2}, []float32{inf, 2.5, inf, 6})
+		s.unchanged(t, q, k)
+	})
+	tests := []struct {
+		name       string
+		nb, tq, tk int
+		h, dh      int
+		mask       engine.AttnMask
+	}{
+		{"no mask", 2, 7, 7, 3, 15, engine.AttnMask{}},
+		{"causal", 2, 7, 7, 3, 15, engine.AttnMask{Causal: true}},
+		{"causal offset", 2, 3, 7, 3, 15, engine.AttnMask{Causal: true, QueryOffset: 4}},
+		{"decode", 1, 1, 9, 2, 64, engine.AttnMask{Causal: true, QueryOffset: 8}},
+		{"padding", 2, 5, 5, 2, 8, engine.AttnMask{KeyValid: []int32{1, 1, 1, 1, 1, 0, 0, 1, 1, 1}}},
+		{"causal padding", 2, 5, 5, 2, 8, engine.AttnMask{Causal: true, KeyValid: []int32{1, 1, 1, 0, 0, 0, 1, 1, 1, 1}}},
+		{"fully masked rows", 1, 3, 4, 1, 4, engine.AttnMask{Causal: true, QueryOffset: -1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rng(t)
+			q := s.randIn(r, tc.nb, tc.tq, tc.h, tc.dh)
+			k := s.randIn(r, tc.nb, tc.tk, tc.h, tc.dh)
+			scale := float32(1 / math.Sqrt(float64(tc.dh)))
+			got := s.b.AttnScores(q.t, k.t, scale, tc.mask)
+			s.close(t, got, []int{tc.nb, tc.h, tc.tq, tc.tk}, refScores(q.vals, k.vals, tc.nb, tc.tq, tc.tk, tc.h, tc.dh, scale, tc.mask))
+			s.unchanged(t, q, k)
+		})
+	}
+}
+
+func refSoftmax(x []float32, d int) []float64 {
+	out := make([]float64, len(x))
+	for row := 0; row < len(x); row += d {
+		mx := math.Inf(-1)
+		for _, v := range x[row : row+d] {
+			mx = max(mx, float64(v))
+		}
+		if math.IsInf(mx, -1) {
+			continue
+		}
+		var sum float64
+		for i := range d {
+			out[row+i] = math.Exp(float64(x[row+i]) - mx)
+			sum += out[row+i]
+		}
+		for i := range d {
+			out[row+i] /= sum
+		}
+	}
+	return out
+}
+
+func (s *suite) testSoftmax(t *testing.T) {
+	inf := float32(math.Inf(-1))
+	e1, e2 := math.Exp(1), math.Exp(2)
+	tests := []struct {
+		name  string
+		x     []float32
+		shape []int
+		want  []float64
+	}{
+		{"by hand", []float32{0, 1, 2}, []int{1, 3}, []float64{1 / (1 + e1 + e2), e1 / (1 + e1 + e2), e2 / (1 + e1 + e2)}},
+		{"masked", []float32{0, inf, 0, inf}, []int{4}, []float64{0.5, 0, 0.5, 0}},
+		{"all masked", []float32{inf, inf, inf, 1, 1, 1}, []int{2, 3}, []float64{0, 0, 0, 1.0 / 3, 1.0 / 3, 1.0 / 3}},
+		{"large", []float32{1000, 1000, -1000}, []int{3}, []float64{0.5, 0.5, 0}},
+		{"very negative", []float32{-1e4, -1e4}, []int{2}, []float64{0.5, 0.5}},
+		{"one column", []float32{3, inf, -7}, []int{3, 1}, []float64{1, 0, 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x := s.in(tc.x, tc.shape...)
+			s.close(t, s.b.Softmax(x.t), tc.shape, tc.want)
+			s.unchanged(t, x)
+		})
+	}
+	t.Run("random", func(t *testing.T) {
+		r := rng(t)
+		x := randn(r, 2*3*7*7)
+		for i := range x {
+			x[i] *= 4
+			if r.IntN(4) == 0 {
+				x[i] = inf
+			}
+		}
+		in := s.in(x, 2, 3, 7, 7)
+		s.close(t, s.b.Softmax(in.t), []int{2, 3, 7, 7}, refSoftmax(x, 7))
+		s.unchanged(t, in)
+	})
+}
+
+func refMix(p, v []float32, nb, h, tq, tk, dh int) []float64 {
+	out := make([]float64, nb*tq*h*dh)
+	for b := range nb {
+		for hh := range h {
+			for i := range tq {
+				for d := range dh {
+					var sum float64
+					for j := range tk {
+						sum += float64(p[((b*h+hh)*tq+i)*tk+j]) * float64(v[((b*tk+j)*h+hh)*dh+d])
+					}
+					out[((b*tq+i)*h+hh)*dh+d] = sum
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (s *suite) testAttnMix(t *testing.T) {
+	t.Run("by hand", func(t *testing.T) {
+		// B=1, H=1, Tq=2, Tk=2, Dh=2.
+		p := s.in([]float32{1, 0, 0.25, 0.75}, 1, 1, 2, 2)
+		v := s.in([]float32{4, 8, 8, -4}, 1, 2, 1, 2)
+		s.exact(t, s.b.AttnMix(p.t, v.t), []int{1, 2, 1, 2}, []float32{4, 8, 7, -1})
+		s.unchanged(t, p, v)
+	})
+	tests := []struct {
+		name              string
+		nb, h, tq, tk, dh int
+		zeroFrac          float64 // fraction of weights that are zero
+	}{
+		{"dense", 2, 3, 7, 7, 15, 0},
+		{"sparse", 2, 3, 7, 7, 15, 0.5},
+		{"decode", 2, 2, 1, 9, 64, 0.2},
+		{"cross", 1, 2, 3, 5, 8, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rng(t)
+			pv := make([]float32, tc.nb*tc.h*tc.tq*tc.tk)
+			for i := range pv {
+				if r.Float64() >= tc.zeroFrac {
+					pv[i] = float32(r.Float64())
+				}
+			}
+			p := s.in(pv, tc.nb, tc.h, tc.tq, tc.tk)
+			v := s.randIn(r, tc.nb, tc.tk, tc.h, tc.dh)
+			s.close(t, s.b.AttnMix(p.t, v.t), []int{tc.nb, tc.tq, tc.h, tc.dh}, refMix(pv, v.vals, tc.nb, tc.h, tc.tq, tc.tk, tc.dh))
+			s.unchanged(t, p, v)
+		})
+	}
+}
+
+func (s *suite) testHeadResult(t *testing.T) {
+	tests := []struct {
+		name           string
+		nb, tt, h, dh  int
+		d              int
+		transW         bool
+		checkSumMatMul bool
+	}{
+		{"odd", 2, 7, 3, 15, 61, false, true},
+		{"odd transW", 2, 7, 3, 15, 61, true, true},
+		{"one head", 1, 2, 1, 4, 3, false, false},
+		{"one head transW", 1, 2, 1, 4, 3, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rng(t)
+			z := s.randIn(r, tc.nb, tc.tt, tc.h, tc.dh)
+			hd := tc.h * tc.dh
+			wShape := []int{hd, tc.d}
+			if tc.transW {
+				wShape = []int{tc.d, hd}
+			}
+			w := s.randIn(r, wShape...)
+			want := make([]float64, tc.nb*tc.tt*tc.h*tc.d)
+			for row := range tc.nb * tc.tt {
+				for hh := range tc.h {
+					for n := range tc.d {
+						var sum float64
+						for k := range tc.dh {
+							wi := (hh*tc.dh+k)*tc.d + n
+							if tc.transW {
+								wi = n*hd + hh*tc.dh + k
+							}
+							sum += float64(z.vals[(row*tc.h+hh)*tc.dh+k]) * float64(w.vals[wi])
+						}
+						want[(row*tc.h+hh)*tc.d+n] = sum
+					}
+				}
+			}
+			got := s.b.HeadResult(z.t, w.t, tc.transW)
+			s.close(t, got, []int{tc.nb, tc.tt, tc.h, tc.d}, want)
+			s.unchanged(t, z, w)
+			if tc.checkSumMatMul {
+				// The heads' results sum to the attention output z·w.
+				sum := s.b.SumAxis(got, 2)
+				mm := s.b.MatMul(z.t.Reshape(tc.nb, tc.tt, hd), w.t, nil, tc.transW)
+				closeTo(t, s.host(t, sum, []int{tc.nb, tc.tt, tc.d}), f64(s.host(t, mm, []int{tc.nb, tc.tt, tc.d})), Tolerance)
+			}
+		})
+	}
+}
+
+func (s *suite) testSumAxis(t *testing.T) {
+	t.Run("by hand", func(t *testing.T) {
+		x := s.in([]float32{1, 2, 3, 4, 5, 6}, 2, 3)
+		s.exact(t, s.b.SumAxis(x.t, 0), []int{3}, []float32{5, 7, 9})
+		s.exact(t, s.b.SumAxis(x.t, 1), []int{2}, []float32{6, 15})
+		s.unchanged(t, x)
+	})
+	shape := []int{2, 3, 4, 5}
+	for axis := range shape {
+		t.Run(fmt.Sprintf("axis %d", axis), func(t *testing.T) {
+			r := rng(t)
+			x := s.randIn(r, shape...)
+			outer := engine.NumElements(shape[:axis])
+			inner := engine.NumElements(shape[axis+1:])
+			n := shape[axis]
+			want := make([]float64, outer*inner)
+			for o := range outer {
+				for i := range n {
+					for j := range inner {
+						want[o*inner+j] += float64(x.vals[(o*n+i)*inner+j])
+					}
+				}
+			}
+			outShape := slices.Delete(slices.Clone(shape), axis, axis+1)
+			s.close(t, s.b.SumAxis(x.t, axis), outShape, want)
+			s.unchanged(t, x)
+		})
+	}
+}
+
+func (s *suite) testPanics(t *testing.T) {
+	r := rng(t)
+	x := s.randIn(r, 2, 5)
+	tests := []struct {
+		name string
+		op   func()
+	}{
+		{"MatMul inner", func() { s.b.MatMul(x.t, s.randIn(r, 4, 3).t, nil, false) }},
+		{"MatMul inner transW", func() { s.b.MatMul(x.t, s.randIn(r, 5, 3).t, nil, true) }},
+		{"MatMul bias", func() { s.b.MatMul(x.t, s.randIn(r, 5, 3).t, s.randIn(r, 4).t, false) }},
+		{"LayerNorm gamma", func() { s.b.LayerNorm(x.t, s.randIn(r, 4).t, s.randIn(r, 5).t, 1e-5) }},
+		{"Add not a suffix", func() { s.b.Add(x.t, s.randIn(r, 2).t) }},
+		{"Concat trailing", func() { s.b.Concat(s.randIn(r, 1, 2, 3).t, s.randIn(r, 1, 2, 4).t) }},
+		{"Concat batch", func() { s.b.Concat(s.randIn(r, 1, 2, 3).t, s.randIn(r, 2, 2, 3).t) }},
+		{"AttnScores heads", func() {
+			s.b.AttnScores(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 1, 2, 2, 4).t, 1, engine.AttnMask{})
+		}},
+		{"AttnMix keys", func() { s.b.AttnMix(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 1, 5, 2, 4).t) }},
+		{"HeadResult rows", func() { s.b.HeadResult(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 11, 5).t, false) }},
+		{"Embedding id", func() { s.b.Embedding(x.t, []int32{2}) }},
+		{"Rows index", func() { s.b.Rows(x.t, []int{2}) }},
+		{"SliceLast range", func() { s.b.SliceLast(x.t, 3, 6) }},
+		{"SumAxis axis", func() { s.b.SumAxis(x.t, 2) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Panics(t, tc.op)
+		})
+	}
+}

@@ -1,0 +1,85 @@
+package cpu_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/modelforensics/fx/engine"
+	"github.com/modelforensics/fx/engine/cpu"
+)
+
+// randSlice returns n normal values from a fixed seed.
+func randSlice(seed uint64, n int) []float32 {
+	r := rand.New(rand.NewPCG(seed, 1))
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(r.NormFloat64())
+	}
+	return s
+}
+
+func BenchmarkMatMul(b *testing.B) {
+	shapes := []struct {
+		k, n   int
+		transW bool
+	}{
+		{768, 2304, false},
+		{768, 768, false},
+		{768, 3072, false},
+		{3072, 768, false},
+		{768, 50257, true},
+	}
+	be := cpu.New()
+	for _, m := range []int{1, 128} {
+		for _, s := range shapes {
+			name := fmt.Sprintf("M=%d/K=%d/N=%d/transW=%v", m, s.k, s.n, s.transW)
+			b.Run(name, func(b *testing.B) {
+				x := be.FromHost(randSlice(1, m*s.k), m, s.k)
+				wShape := []int{s.k, s.n}
+				if s.transW {
+					wShape = []int{s.n, s.k}
+				}
+				w := be.FromHost(randSlice(2, s.k*s.n), wShape...)
+				bias := be.FromHost(randSlice(3, s.n), s.n)
+				b.ResetTimer()
+				for b.Loop() {
+					be.MatMul(x, w, bias, s.transW)
+				}
+				flops := 2 * float64(m) * float64(s.k) * float64(s.n)
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
+func BenchmarkLayerNorm(b *testing.B) {
+	for _, m := range []int{1, 128} {
+		b.Run(fmt.Sprintf("M=%d/D=768", m), func(b *testing.B) {
+			be := cpu.New()
+			x := be.FromHost(randSlice(1, m*768), m, 768)
+			g := be.FromHost(randSlice(2, 768), 768)
+			beta := be.FromHost(randSlice(3, 768), 768)
+			b.SetBytes(int64(4 * m * 768))
+			for b.Loop() {
+				be.LayerNorm(x, g, beta, 1e-5)
+			}
+		})
+	}
+}
+
+// BenchmarkAttention times scores, softmax and mix for one GPT-2 layer's
+// causal self-attention over T=128 tokens.
+func BenchmarkAttention(b *testing.B) {
+	const t, h, dh = 128, 12, 64
+	be := cpu.New()
+	q := be.FromHost(randSlice(1, t*h*dh), 1, t, h, dh)
+	k := be.FromHost(randSlice(2, t*h*dh), 1, t, h, dh)
+	v := be.FromHost(randSlice(3, t*h*dh), 1, t, h, dh)
+	scale := float32(1 / math.Sqrt(dh))
+	for b.Loop() {
+		s := be.AttnScores(q, k, scale, engine.AttnMask{Causal: true})
+		be.AttnMix(be.Softmax(s), v)
+	}
+}

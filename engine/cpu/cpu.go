@@ -1,0 +1,185 @@
+// Package cpu implements engine.Backend in pure Go on host memory.
+//
+// Tensors are plain []float32 slices. FromHost aliases the caller's slice
+// (weights may be read-only mapped memory), and no op ever writes into an
+// input: every op allocates its result.
+//
+// # Determinism
+//
+// Results are bit-identical from run to run and for any worker count or
+// GOMAXPROCS. Work is split across goroutines only over output elements
+// (rows, columns, heads); a reduction is never split, and the order in which
+// one output element is accumulated depends only on the reduction length,
+// never on the number of rows or on how the work is divided. A batch of N
+// sequences therefore gives exactly the bits of N separate runs.
+//
+// Products are rounded to float32 before they are added (never fused into a
+// multiply-add), so MatMul, HeadResult, AttnScores and AttnMix give the same
+// bits on every architecture and GOAMD64 level; the transcendental functions
+// (GELU, Tanh, Softmax) come from package math. The reduction orders are:
+//
+//   - MatMul with w [K, N], and HeadResult likewise: each output element is
+//     summed in float32 in order k = 0, 1, …, K-1 starting from zero, then
+//     the bias is added.
+//   - MatMul with w [N, K], AttnScores and HeadResult with transW: a dot
+//     product over K with eight float32 partial sums, sum i taking
+//     k ≡ i (mod 8) for k < K&^7, combined as
+//     ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)), after which the remaining
+//     k = K&^7, …, K-1 are added in order; then the bias is added (MatMul)
+//     or the product with scale is taken (AttnScores).
+//   - AttnMix: each output element is summed in float32 over keys in
+//     order, skipping keys whose weight is exactly zero.
+//   - LayerNorm and LayerNormScale take the mean and the biased variance in
+//     float64, in two passes over the row, each with four partial sums.
+//   - Softmax and SumAxis sum in float64 in index order.
+package cpu
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/modelforensics/fx/engine"
+)
+
+// Backend is the pure-Go host backend. Its zero value is not usable; call
+// New. A Backend holds no mutable state and is safe for concurrent use.
+type Backend struct {
+	workers int // 0: runtime.GOMAXPROCS(0), read at each op
+}
+
+var _ engine.Backend = (*Backend)(nil)
+
+// Option configures a Backend.
+type Option func(*Backend)
+
+// WithWorkers sets the number of goroutines an op may use. A value below 1
+// selects the default, runtime.GOMAXPROCS(0) read at each op. The worker
+// count never changes results.
+func WithWorkers(n int) Option {
+	return func(b *Backend) {
+		if n < 1 {
+			n = 0
+		}
+		b.workers = n
+	}
+}
+
+// New returns a CPU backend.
+func New(opts ...Option) *Backend {
+	b := &Backend{}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
+}
+
+// Name returns "cpu".
+func (b *Backend) Name() string { return "cpu" }
+
+// FromHost wraps data as a tensor without copying it.
+func (b *Backend) FromHost(data []float32, shape ...int) *engine.Tensor {
+	return engine.NewHost(data, shape...)
+}
+
+// ToHost returns t.Host() itself, not a copy.
+func (b *Backend) ToHost(t *engine.Tensor) []float32 { return t.Host() }
+
+// Zeros returns a zero-filled tensor.
+func (b *Backend) Zeros(shape ...int) *engine.Tensor {
+	return engine.NewHost(make([]float32, engine.NumElements(shape)), shape...)
+}
+
+// Sync returns nil: every op has finished when it returns.
+func (b *Backend) Sync() error { return nil }
+
+// numWorkers returns the number of goroutines an op may use.
+func (b *Backend) numWorkers() int {
+	if b.workers > 0 {
+		return b.workers
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// minWork is roughly the number of multiply-adds below which a chunk of work
+// is not worth a goroutine of its own.
+const minWork = 1 << 15
+
+// parallel calls fn over disjoint ranges [lo, hi) that cover [0, n), on up to
+// numWorkers goroutines (the caller's among them). cost is the approximate
+// work per index; chunks are sized so that each carries at least minWork.
+// fn must write only output elements that belong to its indices, so that the
+// split never affects results.
+func (b *Backend) parallel(n, cost int, fn func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	cost = max(cost, 1)
+	workers := b.numWorkers()
+	if workers <= 1 || n*cost < 2*minWork || n == 1 {
+		fn(0, n)
+		return
+	}
+	// Aim for about four chunks per worker for balance, but no chunk
+	// lighter than minWork.
+	chunk := max((n+4*workers-1)/(4*workers), (minWork+cost-1)/cost, 1)
+	chunks := (n + chunk - 1) / chunk
+	if chunks <= 1 {
+		fn(0, n)
+		return
+	}
+	var next atomic.Int64
+	run := func() {
+		for {
+			c := int(next.Add(1) - 1)
+			if c >= chunks {
+				return
+			}
+			fn(c*chunk, min(n, (c+1)*chunk))
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(workers, chunks) - 1 {
+		wg.Go(run)
+	}
+	run()
+	wg.Wait()
+}
+
+// output allocates a result tensor.
+func output(shape ...int) *engine.Tensor {
+	return engine.NewHost(make([]float32, engine.NumElements(shape)), shape...)
+}
+
+// host returns t's values, panicking for a tensor not on the host.
+func host(op string, t *engine.Tensor) []float32 {
+	if t == nil {
+		panic(fmt.Sprintf("cpu: %s: nil tensor", op))
+	}
+	h := t.Host()
+	if h == nil && t.Len() != 0 {
+		panic(fmt.Sprintf("cpu: %s: %v is not a host tensor", op, t))
+	}
+	return h
+}
+
+// lastDim returns the last dimension of shape and the product of the others;
+// a scalar is one row of one element.
+func lastDim(shape []int) (rows, d int) {
+	if len(shape) == 0 {
+		return 1, 1
+	}
+	d = shape[len(shape)-1]
+	return engine.NumElements(shape[:len(shape)-1]), d
+}
+
+// withLast returns a copy of shape with its last dimension replaced by d.
+func withLast(shape []int, d int) []int {
+	s := append([]int(nil), shape...)
+	if len(s) == 0 {
+		return []int{d}
+	}
+	s[len(s)-1] = d
+	return s
+}

@@ -1,0 +1,199 @@
+// Package engine defines fx's tensors and the Backend seam: the op set that
+// GPT-2 and BERT need, defined once (shapes and semantics here), implemented by
+// each backend (engine/cpu, cuda).
+//
+// All compute is float32. Shapes are row-major and the batch dimension leads.
+// Ops panic on a shape mismatch: callers validate inputs (model files, token
+// ids, hook edits) before they reach an op, so a mismatch is a bug in the
+// caller, as an out-of-range slice index is.
+package engine
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Tensor is a dense, row-major float32 array owned by a Backend.
+// Host backends keep the values in a Go slice (Host); device backends keep
+// them in Device memory and return nil from Host.
+type Tensor struct {
+	shape  []int
+	host   []float32
+	device any
+}
+
+// NewHost wraps data (not copied) as a tensor of the given shape.
+// It panics if len(data) is not the product of shape.
+func NewHost(data []float32, shape ...int) *Tensor {
+	if n := NumElements(shape); n != len(data) {
+		panic(fmt.Sprintf("engine: NewHost: %d values for shape %v (%d elements)", len(data), shape, n))
+	}
+	return &Tensor{shape: append([]int(nil), shape...), host: data}
+}
+
+// NewDevice wraps backend-specific device memory as a tensor of the given shape.
+func NewDevice(mem any, shape ...int) *Tensor {
+	return &Tensor{shape: append([]int(nil), shape...), device: mem}
+}
+
+// Shape returns the tensor's dimensions. The caller must not modify it.
+func (t *Tensor) Shape() []int { return t.shape }
+
+// Dim returns dimension i; negative i counts from the end.
+func (t *Tensor) Dim(i int) int {
+	if i < 0 {
+		i += len(t.shape)
+	}
+	return t.shape[i]
+}
+
+// Rank returns the number of dimensions.
+func (t *Tensor) Rank() int { return len(t.shape) }
+
+// Len returns the number of elements.
+func (t *Tensor) Len() int { return NumElements(t.shape) }
+
+// Host returns the values of a host tensor in place (no copy), or nil for a
+// device tensor. Writes through the slice change the tensor.
+func (t *Tensor) Host() []float32 { return t.host }
+
+// Device returns the backend-specific memory of a device tensor, or nil.
+func (t *Tensor) Device() any { return t.device }
+
+// Reshape returns a view of t with a new shape and the same storage.
+// One dimension may be -1 and is then inferred.
+func (t *Tensor) Reshape(shape ...int) *Tensor {
+	shape = append([]int(nil), shape...)
+	infer, known := -1, 1
+	for i, d := range shape {
+		if d == -1 {
+			infer = i
+			continue
+		}
+		known *= d
+	}
+	if infer >= 0 && known > 0 {
+		shape[infer] = t.Len() / known
+	}
+	if NumElements(shape) != t.Len() {
+		panic(fmt.Sprintf("engine: Reshape %v to %v", t.shape, shape))
+	}
+	return &Tensor{shape: shape, host: t.host, device: t.device}
+}
+
+// String describes the tensor's shape and storage, not its values.
+func (t *Tensor) String() string {
+	where := "host"
+	if t.host == nil {
+		where = "device"
+	}
+	return fmt.Sprintf("Tensor%v(%s)", t.shape, where)
+}
+
+// NumElements returns the product of shape (1 for a scalar).
+func NumElements(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// ShapeString formats a shape as "[2 3 4]".
+func ShapeString(shape []int) string {
+	parts := make([]string, len(shape))
+	for i, d := range shape {
+		parts[i] = fmt.Sprint(d)
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// Activation selects the GELU variant of a model.
+type Activation int
+
+const (
+	// GELUTanh is GPT-2's "gelu_new": 0.5x(1+tanh(√(2/π)(x+0.044715x³))).
+	GELUTanh Activation = iota
+	// GELUErf is BERT's exact "gelu": 0.5x(1+erf(x/√2)).
+	GELUErf
+)
+
+// AttnMask says which keys each query may attend to.
+type AttnMask struct {
+	// Causal restricts query i to keys j <= i + QueryOffset.
+	Causal bool
+	// QueryOffset is the absolute position of the first query among the keys:
+	// the number of cached keys that precede this step's queries.
+	QueryOffset int
+	// KeyValid, when not nil, is [batch, keys] with 1 for a real key and 0 for
+	// padding; padded keys are never attended to.
+	KeyValid []int32
+}
+
+// Backend computes the op set on tensors it owns. Every op returns a new
+// tensor and leaves its inputs unchanged unless it says otherwise.
+//
+// A CPU backend's results are bit-identical from run to run and for any
+// GOMAXPROCS, and each output row depends only on its own input row (so a
+// batch of N sequences gives the same bits as N separate runs).
+type Backend interface {
+	// Name identifies the backend and device ("cpu", "cuda:0 NVIDIA H100").
+	Name() string
+
+	// FromHost returns a tensor holding data. Host backends may alias data
+	// (no copy); device backends copy it to the device.
+	FromHost(data []float32, shape ...int) *Tensor
+	// ToHost returns t's values in host memory: t.Host() itself on a host
+	// backend (no copy), a fresh copy from a device backend.
+	ToHost(t *Tensor) []float32
+	// Zeros returns a zero-filled tensor.
+	Zeros(shape ...int) *Tensor
+	// Sync waits for queued work and reports the first error a device met.
+	Sync() error
+
+	// MatMul returns x·w + bias. x is [..., K]. With transW false, w is
+	// [K, N] (GPT-2's Conv1D layout); with transW true, w is [N, K]
+	// (nn.Linear's layout). bias is [N] or nil. The result is [..., N].
+	MatMul(x, w, bias *Tensor, transW bool) *Tensor
+	// LayerNorm normalises over the last dimension:
+	// (x-mean)/sqrt(var+eps)·gamma + beta, with the biased variance.
+	LayerNorm(x, gamma, beta *Tensor, eps float32) *Tensor
+	// LayerNormScale returns, for each row of x (last dimension), the scale
+	// sqrt(var+eps) that LayerNorm divides by; the shape is x's with the last
+	// dimension 1 (TransformerLens's hook_scale).
+	LayerNormScale(x *Tensor, eps float32) *Tensor
+	// GELU applies the activation elementwise.
+	GELU(x *Tensor, kind Activation) *Tensor
+	// Tanh applies tanh elementwise.
+	Tanh(x *Tensor) *Tensor
+	// Add returns a+b. b has a's shape or a suffix of it and is broadcast
+	// over a's leading dimensions.
+	Add(a, b *Tensor) *Tensor
+	// Embedding gathers rows of table [V, D] for ids (each < V) and returns
+	// [len(ids), D].
+	Embedding(table *Tensor, ids []int32) *Tensor
+	// Rows gathers rows of x viewed as [R, D] (D the last dimension) and
+	// returns [len(idx), D].
+	Rows(x *Tensor, idx []int) *Tensor
+	// SliceLast returns the columns [from, to) of the last dimension.
+	SliceLast(x *Tensor, from, to int) *Tensor
+	// Concat joins a [B, Ta, ...] and b [B, Tb, ...] along dimension 1.
+	Concat(a, b *Tensor) *Tensor
+
+	// AttnScores returns q·kᵀ·scale for q [B, Tq, H, Dh] and k [B, Tk, H, Dh]
+	// as [B, H, Tq, Tk], with -Inf where mask forbids attention.
+	AttnScores(q, k *Tensor, scale float32, mask AttnMask) *Tensor
+	// Softmax normalises the last dimension; a row that is all -Inf becomes
+	// all zeros.
+	Softmax(x *Tensor) *Tensor
+	// AttnMix returns pattern·v for pattern [B, H, Tq, Tk] and v
+	// [B, Tk, H, Dh] as z [B, Tq, H, Dh].
+	AttnMix(pattern, v *Tensor) *Tensor
+	// HeadResult returns each head's contribution to the attention output,
+	// z[b,t,h,:]·w[h·Dh:(h+1)·Dh, :], for z [B, T, H, Dh] and w [H·Dh, D]
+	// (w in GPT-2's Conv1D layout; with transW, w is [D, H·Dh]), as
+	// [B, T, H, D].
+	HeadResult(z, w *Tensor, transW bool) *Tensor
+	// SumAxis sums over dimension axis and removes it.
+	SumAxis(x *Tensor, axis int) *Tensor
+}
