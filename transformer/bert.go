@@ -207,10 +207,15 @@ func (m *BERT) forward(r *run, in Batch) *engine.Tensor {
 	word := r.point("embed.hook_embed", b.Embedding(e.Word, in.IDs).Reshape(B, T, D))
 	pos := r.point("embed.hook_pos_embed", b.Embedding(e.Position, positions).Reshape(B, T, D))
 	typ := r.point("embed.hook_token_type_embed", b.Embedding(e.TokenType, types).Reshape(B, T, D))
-	x := e.LayerNorm.forward(r, b.Add(b.Add(word, pos), typ))
+	return m.forwardFrom(r, in, 0, e.LayerNorm.forward(r, b.Add(b.Add(word, pos), typ)))
+}
 
+// forwardFrom runs layers layer.. and the head on x, layer's resid_pre.
+func (m *BERT) forwardFrom(r *run, in Batch, layer int, x *engine.Tensor) *engine.Tensor {
+	b := r.b
+	B, T := in.B, in.T
 	mask := engine.AttnMask{KeyValid: in.Valid}
-	for i := range m.Layers {
+	for i := layer; i < len(m.Layers); i++ {
 		x = m.Layers[i].forward(r, x, mask)
 	}
 	switch m.Head {

@@ -140,12 +140,12 @@ func TestGoldenActivations(t *testing.T) {
 			in, lengths := g.batch(t)
 
 			captured := map[string][]float32{}
-			var hooks []transformer.Hook
+			var hooks []transformer.HookSpec
 			for name := range g.hooks {
-				hooks = append(hooks, transformer.Hook{Pattern: name, Fn: func(a *engine.Tensor, h *transformer.HookCtx) error {
+				hooks = append(hooks, transformer.Hook(name, func(a *engine.Tensor, h *transformer.HookCtx) error {
 					captured[h.Name] = append([]float32(nil), h.Backend.ToHost(a)...)
 					return nil
-				}})
+				}))
 			}
 			hs, err := m.NewHooks(hooks...)
 			require.NoError(t, err)

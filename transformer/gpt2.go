@@ -145,13 +145,25 @@ func (m *GPT2) forward(r *run, in Batch, cache *KVCache, lastOnly bool) *engine.
 	}
 	tok := r.point("hook_embed", b.Embedding(m.Wte, in.IDs).Reshape(B, T, D))
 	pos := r.point("hook_pos_embed", b.Embedding(m.Wpe, positions).Reshape(B, T, D))
-	resid := b.Add(tok, pos)
+	return m.blocksAndHead(r, in, 0, b.Add(tok, pos), cache, lastOnly)
+}
 
-	mask := engine.AttnMask{Causal: true, QueryOffset: offset, KeyValid: in.Valid}
+// forwardFrom runs blocks layer.. and the head on x, block layer's
+// resid_pre.
+func (m *GPT2) forwardFrom(r *run, in Batch, layer int, x *engine.Tensor, lastOnly bool) *engine.Tensor {
+	return m.blocksAndHead(r, in, layer, x, nil, lastOnly)
+}
+
+// blocksAndHead runs blocks layer.. on the residual stream, then the final
+// LayerNorm and the unembedding.
+func (m *GPT2) blocksAndHead(r *run, in Batch, layer int, resid *engine.Tensor, cache *KVCache, lastOnly bool) *engine.Tensor {
+	b := r.b
+	B, T := in.B, in.T
+	mask := engine.AttnMask{Causal: true, QueryOffset: r.offset, KeyValid: in.Valid}
 	if cache != nil {
 		mask.KeyValid = cache.appendValid(in)
 	}
-	for i := range m.H {
+	for i := layer; i < len(m.H); i++ {
 		var kv *kvLayer
 		if cache != nil {
 			kv = &cache.layers[i]

@@ -29,12 +29,16 @@ type HookCtx struct {
 	Offset int
 }
 
-// Hook pairs a hook point name (or a path.Match pattern such as
+// HookSpec pairs a hook point name (or a path.Match pattern such as
 // "blocks.*.mlp.hook_post") with the function to call there.
-type Hook struct {
+type HookSpec struct {
 	Pattern string
 	Fn      HookFunc
 }
+
+// Hook returns the HookSpec that calls fn at every hook point pattern
+// names.
+func Hook(pattern string, fn HookFunc) HookSpec { return HookSpec{Pattern: pattern, Fn: fn} }
 
 // Hooks is a resolved set of hooks for one model: hook point name to the
 // functions called there, in registration order. The zero value and nil have
@@ -45,7 +49,7 @@ type Hooks struct {
 
 // NewHooks resolves hooks against the model's hook points. A pattern that
 // matches no hook point is an error wrapping ErrUnknownHook.
-func (m *Model) NewHooks(hooks ...Hook) (*Hooks, error) {
+func (m *Model) NewHooks(hooks ...HookSpec) (*Hooks, error) {
 	hs := &Hooks{byName: map[string][]HookFunc{}}
 	for _, h := range hooks {
 		names, err := m.MatchHooks(h.Pattern)

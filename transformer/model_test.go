@@ -43,12 +43,12 @@ func TestKVCacheMatchesRecompute(t *testing.T) {
 			m := loadTiny(t, name)
 			prompt := []int{5, 17, 300, 42}
 			var steps [][]float32
-			hs, err := m.NewHooks(transformer.Hook{Pattern: "unembed.hook_out", Fn: func(a *engine.Tensor, h *transformer.HookCtx) error {
+			hs, err := m.NewHooks(transformer.Hook("unembed.hook_out", func(a *engine.Tensor, h *transformer.HookCtx) error {
 				host := h.Backend.ToHost(a)
 				V := a.Dim(-1)
 				steps = append(steps, append([]float32(nil), host[len(host)-V:]...))
 				return nil
-			}})
+			}))
 			require.NoError(t, err)
 			gen, err := m.Generate(context.Background(), prompt, transformer.GenerateOptions{MaxNewTokens: 6}, hs)
 			require.NoError(t, err)
@@ -219,7 +219,7 @@ func TestInputErrors(t *testing.T) {
 
 func TestHookErrors(t *testing.T) {
 	m := loadTiny(t, "gpt2-tiny")
-	_, err := m.NewHooks(transformer.Hook{Pattern: "blocks.9.hook_resid_post"})
+	_, err := m.NewHooks(transformer.Hook("blocks.9.hook_resid_post", nil))
 	require.ErrorIs(t, err, transformer.ErrUnknownHook)
 	assert.Contains(t, err.Error(), "blocks.9.hook_resid_post")
 
@@ -234,10 +234,10 @@ func TestHookErrors(t *testing.T) {
 // bias·Wteᵀ.
 func TestHookEditsInPlace(t *testing.T) {
 	m := loadTiny(t, "gpt2-tiny")
-	hs, err := m.NewHooks(transformer.Hook{Pattern: "blocks.1.hook_resid_post", Fn: func(a *engine.Tensor, h *transformer.HookCtx) error {
+	hs, err := m.NewHooks(transformer.Hook("blocks.1.hook_resid_post", func(a *engine.Tensor, h *transformer.HookCtx) error {
 		clear(a.Host())
 		return nil
-	}})
+	}))
 	require.NoError(t, err)
 	in, err := transformer.NewBatch([][]int{{1, 2, 3}}, nil)
 	require.NoError(t, err)

@@ -85,7 +85,9 @@ type File struct {
 
 // Open maps the safetensors file at path into memory read-only and
 // validates its header. The caller must Close the File when done with it
-// and with every slice it returned.
+// and with every slice it returned. The file must not be truncated or
+// rewritten in place while it is open: the mapping would see the change,
+// or fault.
 func Open(path string) (*File, error) {
 	fh, err := os.Open(path)
 	if err != nil {

@@ -6,6 +6,7 @@
 //	fx run [MODEL] --prompt TEXT [--max-new-tokens N] [--dump HOOK=FILE.npy]...
 //	fx tokenize MODEL [--json] < input
 //	fx inspect MODEL [--json]
+//	fx patch MODEL --clean TEXT --corrupt TEXT --metric METRIC --sites SITES
 //
 // MODEL is a directory holding config.json and model.safetensors, or a hub
 // name found in the Hugging Face cache; fx run without one uses the embedded
@@ -44,6 +45,7 @@ func commands() []command {
 		{"run", "run a model on a prompt or tokens; generate, classify, dump hooks", cmdRun},
 		{"tokenize", "tokenize strings with a model's tokenizer", cmdTokenize},
 		{"inspect", "show a model's config, tensors and hook points", cmdInspect},
+		{"patch", "activation patching sweep: clean vs corrupt prompt over sites", cmdPatch},
 	}
 }
 

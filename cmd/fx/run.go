@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,8 +48,11 @@ func cmdRun(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	stopEOS := fs.Bool("stop-at-eos", false, "stop generating after <|endoftext|>")
 	device := fs.String("device", "auto", "auto, cpu or cuda")
 	asJSON := fs.Bool("json", false, "print JSON")
-	var dumps listFlag
+	var dumps, intervene listFlag
 	fs.Var(&dumps, "dump", "HOOK=FILE.npy: write a hook's activation over the input as float32 .npy (repeatable)")
+	fs.Var(&intervene, "intervene", "SITE=MODE[:ARG]: zero, mean:PROMPTS, patch:FILE.npz, set:V|FILE.npy, add:V|FILE.npy, scale:V (repeatable)")
+	cacheFile := fs.String("cache", "", "write the activations of --cache-hooks over the input to this .npz (a patch source)")
+	cacheHooks := fs.String("cache-hooks", "*", "hook glob for --cache")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: fx run [MODEL] (--prompt TEXT | --tokens IDS) [flags]")
 		fs.PrintDefaults()
@@ -87,8 +92,19 @@ func cmdRun(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	out := runOutput{Model: m.Name, InputIDs: ids}
 	ctx := context.Background()
-
-	logits, err := forwardWithDumps(ctx, m, in, dumps, &out)
+	var ivs []transformer.Intervention
+	for _, text := range intervene {
+		parsed, err := parseIntervention(ctx, m, text)
+		if err != nil {
+			return err
+		}
+		ivs = append(ivs, parsed...)
+	}
+	ivHooks, err := m.InterventionHooks(ivs)
+	if err != nil {
+		return inputError(err)
+	}
+	logits, err := forwardWithDumps(ctx, m, in, ivHooks, dumps, *cacheFile, *cacheHooks, &out)
 	if err != nil {
 		return err
 	}
@@ -97,7 +113,11 @@ func cmdRun(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			MaxNewTokens: *maxNew, StopAtEOS: *stopEOS, EOS: gpt2EOS(m),
 			Sampler: transformer.Sampler{Temperature: *temperature, TopK: *topK, TopP: *topP, Seed: *seed},
 		}
-		gen, err := m.Generate(ctx, ids, opts, nil)
+		hs, err := m.NewHooks(ivHooks...)
+		if err != nil {
+			return inputError(err)
+		}
+		gen, err := m.Generate(ctx, ids, opts, hs)
 		if err != nil {
 			return inputError(err)
 		}
@@ -117,9 +137,11 @@ func cmdRun(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	return printPrediction(stdout, m, logits, out, *asJSON)
 }
 
-// forwardWithDumps runs one forward over in, writing each --dump hook's
-// activation to its .npy file.
-func forwardWithDumps(ctx context.Context, m *transformer.Model, in transformer.Batch, dumps []string, out *runOutput) (*engine.Tensor, error) {
+// forwardWithDumps runs one forward over in with the intervention hooks,
+// writing each --dump hook's activation to its .npy file and the --cache
+// hooks to an .npz.
+func forwardWithDumps(ctx context.Context, m *transformer.Model, in transformer.Batch, ivHooks []transformer.HookSpec,
+	dumps []string, cacheFile, cacheHooks string, out *runOutput) (*engine.Tensor, error) {
 	type dump struct{ hook, file string }
 	var todo []dump
 	for _, d := range dumps {
@@ -136,22 +158,21 @@ func forwardWithDumps(ctx context.Context, m *transformer.Model, in transformer.
 		}
 		todo = append(todo, dump{hook, file})
 	}
-	captured := map[string]*engine.Tensor{}
-	var hooks []transformer.Hook
+	names := transformer.Names()
 	for _, d := range todo {
-		hooks = append(hooks, transformer.Hook{Pattern: d.hook, Fn: func(a *engine.Tensor, h *transformer.HookCtx) error {
-			data := append([]float32(nil), h.Backend.ToHost(a)...)
-			captured[h.Name] = engine.NewHost(data, a.Shape()...)
-			return nil
-		}})
+		names = append(names, d.hook)
 	}
-	hs, err := m.NewHooks(hooks...)
+	if cacheFile != "" {
+		names = append(names, cacheHooks)
+	}
+	logits, captured, err := m.ForwardWithCache(ctx, in, names, ivHooks...)
 	if err != nil {
 		return nil, inputError(err)
 	}
-	logits, err := m.Forward(ctx, in, hs)
-	if err != nil {
-		return nil, inputError(err)
+	if cacheFile != "" {
+		if err := writeCache(cacheFile, captured, transformer.Names(cacheHooks), m.HookNames()); err != nil {
+			return nil, err
+		}
 	}
 	for _, d := range todo {
 		t := captured[d.hook]
@@ -168,6 +189,35 @@ func forwardWithDumps(ctx context.Context, m *transformer.Model, in transformer.
 		out.Dumps[d.file] = shape
 	}
 	return logits, nil
+}
+
+// writeCache writes the cached activations the filter names to an .npz,
+// batch dimension dropped, entries named after their hooks.
+func writeCache(path string, cache transformer.Cache, filter transformer.Filter, order []string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".fx-cache-*")
+	if err != nil {
+		return fmt.Errorf("--cache: %w", err)
+	}
+	defer os.Remove(f.Name())
+	z := npy.NewNPZWriter(f, true)
+	for _, name := range order {
+		t, ok := cache[name]
+		if !ok || !filter.Match(name) {
+			continue
+		}
+		if err := z.AddFloat32(name, t.Host(), t.Shape()[1:]); err != nil {
+			f.Close()
+			return fmt.Errorf("--cache %s: %s: %w", path, name, err)
+		}
+	}
+	if err := z.Close(); err != nil {
+		f.Close()
+		return fmt.Errorf("--cache %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--cache %s: %w", path, err)
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // printPrediction prints what a single forward predicts: the next-token

@@ -1,6 +1,7 @@
 package cpu_test
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -110,6 +111,19 @@ func TestGolden(t *testing.T) {
 			{"Embedding", "emb_out", func(t *testing.T) *engine.Tensor {
 				return be.Embedding(tensor(t, "emb_table"), ints(t, "emb_ids"))
 			}},
+			{"Rows", "rows_out", func(t *testing.T) *engine.Tensor {
+				var idx []int
+				for _, i := range ints(t, "rows_idx") {
+					idx = append(idx, int(i))
+				}
+				return be.Rows(tensor(t, "add_a"), idx)
+			}},
+			{"SliceLast", "slice_out", func(t *testing.T) *engine.Tensor {
+				return be.SliceLast(tensor(t, "add_a"), 10, 37)
+			}},
+			{"Concat", "concat_out", func(t *testing.T) *engine.Tensor {
+				return be.Concat(tensor(t, "attn_k"), tensor(t, "dec_q"))
+			}},
 			{"Softmax", "sm_out", func(t *testing.T) *engine.Tensor {
 				return be.Softmax(tensor(t, "sm_x"))
 			}},
@@ -143,10 +157,12 @@ func TestGolden(t *testing.T) {
 				return be.AttnMix(be.Softmax(s), tensor(t, "attn_v"))
 			}},
 		}
-		for _, tc := range tests {
-			t.Run(tc.name, func(t *testing.T) {
-				requireClose(t, loadNPY(t, tc.want), tc.op(t))
-			})
-		}
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					requireClose(t, loadNPY(t, tc.want), tc.op(t))
+				})
+			}
+		})
 	}
 }

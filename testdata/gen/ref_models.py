@@ -6,9 +6,14 @@
 #     TransformerLens-named hook activations taken from the HF computation itself.
 #   * tl_gpt2_forward / tl_bert_forward: an independent, TransformerLens-style
 #     einsum implementation (per-head weight matrices, explicit LayerNorm formula,
-#     -inf masking) used only to cross-check the first one (the oracle guards itself).
+#     -inf masking) used to cross-check the first one (the oracle guards itself).
+#     Every hook goes through a TransformerLens-style hook point: an optional
+#     `edits` dict {hook name: fn(tensor) -> tensor} changes the activation there and
+#     the rest of the forward consumes the edited tensor; the recorded hook tensors
+#     are the autograd nodes the forward uses (make_interventions.py relies on both).
 # Not run directly; regenerate everything with, from the repo root:
 #     /usr/bin/python3 testdata/gen/make_models.py
+#     /usr/bin/python3 testdata/gen/make_interventions.py
 
 import math
 
@@ -173,59 +178,74 @@ def hf_gpt2_forward(sd, cfg, input_ids, attention_mask=None, hooks=None):
     return logits, all_hidden
 
 
+# ----------------------------------------------------------------------------- TL-style hook points
+
+def hook_point(out, edits):
+    """A TransformerLens HookPoint: hk(name, x) applies edits[name] (if any) to x,
+    records the result in out[name] and returns it, so the rest of the forward
+    consumes exactly the recorded tensor (an autograd graph node: its gradient
+    is the total derivative of anything computed downstream)."""
+    def hk(name, x):
+        if edits and name in edits:
+            x = edits[name](x)
+        out[name] = x
+        return x
+    return hk
+
+
+def ln_hooked(x, w, b, eps, hk, prefix):
+    """ln_explicit with its two hook points; same arithmetic."""
+    xc = x - x.mean(-1, keepdim=True)
+    scale = hk(prefix + "hook_scale", (xc.pow(2).mean(-1, keepdim=True) + eps).sqrt())
+    return hk(prefix + "hook_normalized", xc / scale * w + b)
+
+
 # ----------------------------------------------------------------------------- GPT-2 (TL-style check)
 
-def tl_gpt2_forward(sd, cfg, input_ids, attention_mask):
-    """Independent einsum implementation; returns dict of the same hooks."""
+def tl_gpt2_forward(sd, cfg, input_ids, attention_mask, edits=None):
+    """Independent einsum implementation; returns dict of the same hooks.
+    edits: optional {hook name: fn(tensor) -> tensor} applied at that hook point
+    (used by make_interventions.py); every hook tensor is consumed downstream."""
     D, H, L = cfg["n_embd"], cfg["n_head"], cfg["n_layer"]
     Dh = D // H
     eps = cfg["layer_norm_epsilon"]
     B, T = input_ids.shape
     out = {}
+    hk = hook_point(out, edits)
     W_E, W_pos = sd["wte.weight"], sd["wpe.weight"]
-    embed = W_E[input_ids]
-    pos = W_pos[:T].unsqueeze(0).expand(B, T, D)
-    out["hook_embed"], out["hook_pos_embed"] = embed, pos
+    embed = hk("hook_embed", W_E[input_ids])
+    pos = hk("hook_pos_embed", W_pos[:T].unsqueeze(0).expand(B, T, D))
     resid = embed + pos
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     allowed = causal[None, None] & attention_mask.bool()[:, None, None, :]
     for i in range(L):
         p = "h.%d." % i
         n = "blocks.%d." % i
-        out[n + "hook_resid_pre"] = resid
-        x, s = ln_explicit(resid, sd[p + "ln_1.weight"], sd[p + "ln_1.bias"], eps)
-        out[n + "ln1.hook_scale"], out[n + "ln1.hook_normalized"] = s, x
+        resid = hk(n + "hook_resid_pre", resid)
+        x = ln_hooked(resid, sd[p + "ln_1.weight"], sd[p + "ln_1.bias"], eps, hk, n + "ln1.")
         Wqkv, bqkv = sd[p + "attn.c_attn.weight"], sd[p + "attn.c_attn.bias"]
         W_Q, W_K, W_V = [Wqkv[:, j * D : (j + 1) * D].reshape(D, H, Dh) for j in range(3)]
         b_Q, b_K, b_V = [bqkv[j * D : (j + 1) * D].reshape(H, Dh) for j in range(3)]
-        q = torch.einsum("btd,dhe->bthe", x, W_Q) + b_Q
-        k = torch.einsum("btd,dhe->bthe", x, W_K) + b_K
-        v = torch.einsum("btd,dhe->bthe", x, W_V) + b_V
-        out[n + "attn.hook_q"], out[n + "attn.hook_k"], out[n + "attn.hook_v"] = q, k, v
+        q = hk(n + "attn.hook_q", torch.einsum("btd,dhe->bthe", x, W_Q) + b_Q)
+        k = hk(n + "attn.hook_k", torch.einsum("btd,dhe->bthe", x, W_K) + b_K)
+        v = hk(n + "attn.hook_v", torch.einsum("btd,dhe->bthe", x, W_V) + b_V)
         raw = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(Dh)
-        sc, pat = masked_scores_and_pattern(raw, allowed)
-        out[n + "attn.hook_attn_scores"], out[n + "attn.hook_pattern"] = sc, pat
-        z = torch.einsum("bhqk,bkhe->bqhe", pat, v)
-        out[n + "attn.hook_z"] = z
+        sc = hk(n + "attn.hook_attn_scores", torch.where(allowed, raw, torch.tensor(float("-inf"), dtype=raw.dtype)))
+        pat = F.softmax(sc, dim=-1)
+        pat = hk(n + "attn.hook_pattern", torch.where(torch.isnan(pat), torch.zeros_like(pat), pat))
+        z = hk(n + "attn.hook_z", torch.einsum("bhqk,bkhe->bqhe", pat, v))
         W_O = sd[p + "attn.c_proj.weight"].reshape(H, Dh, D)
-        result = torch.einsum("bqhe,hed->bqhd", z, W_O)
-        out[n + "attn.hook_result"] = result
-        attn_out = result.sum(2) + sd[p + "attn.c_proj.bias"]
-        out[n + "hook_attn_out"] = attn_out
-        resid = resid + attn_out
-        out[n + "hook_resid_mid"] = resid
-        x, s = ln_explicit(resid, sd[p + "ln_2.weight"], sd[p + "ln_2.bias"], eps)
-        out[n + "ln2.hook_scale"], out[n + "ln2.hook_normalized"] = s, x
-        pre = x @ sd[p + "mlp.c_fc.weight"] + sd[p + "mlp.c_fc.bias"]
+        result = hk(n + "attn.hook_result", torch.einsum("bqhe,hed->bqhd", z, W_O))
+        attn_out = hk(n + "hook_attn_out", result.sum(2) + sd[p + "attn.c_proj.bias"])
+        resid = hk(n + "hook_resid_mid", resid + attn_out)
+        x = ln_hooked(resid, sd[p + "ln_2.weight"], sd[p + "ln_2.bias"], eps, hk, n + "ln2.")
+        pre = hk(n + "mlp.hook_pre", x @ sd[p + "mlp.c_fc.weight"] + sd[p + "mlp.c_fc.bias"])
         c = math.sqrt(2.0 / math.pi)
-        post = 0.5 * pre * (1.0 + torch.tanh(c * (pre + 0.044715 * pre ** 3)))
-        mlp_out = post @ sd[p + "mlp.c_proj.weight"] + sd[p + "mlp.c_proj.bias"]
-        out[n + "mlp.hook_pre"], out[n + "mlp.hook_post"], out[n + "hook_mlp_out"] = pre, post, mlp_out
-        resid = resid + mlp_out
-        out[n + "hook_resid_post"] = resid
-    x, s = ln_explicit(resid, sd["ln_f.weight"], sd["ln_f.bias"], eps)
-    out["ln_final.hook_scale"], out["ln_final.hook_normalized"] = s, x
-    out["unembed.hook_out"] = x @ W_E.T
+        post = hk(n + "mlp.hook_post", 0.5 * pre * (1.0 + torch.tanh(c * (pre + 0.044715 * pre ** 3))))
+        mlp_out = hk(n + "hook_mlp_out", post @ sd[p + "mlp.c_proj.weight"] + sd[p + "mlp.c_proj.bias"])
+        resid = hk(n + "hook_resid_post", resid + mlp_out)
+    x = ln_hooked(resid, sd["ln_f.weight"], sd["ln_f.bias"], eps, hk, "ln_final.")
+    hk("unembed.hook_out", x @ W_E.T)
     return out
 
 
@@ -358,20 +378,19 @@ def hf_bert_forward(sd, cfg, input_ids, token_type_ids, attention_mask, head, ho
 
 # ----------------------------------------------------------------------------- BERT (TL-style check)
 
-def tl_bert_forward(sd, cfg, input_ids, token_type_ids, attention_mask, head):
+def tl_bert_forward(sd, cfg, input_ids, token_type_ids, attention_mask, head, edits=None):
+    """Independent einsum implementation; edits as in tl_gpt2_forward."""
     D, H, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"]
     Dh = D // H
     eps = cfg["layer_norm_eps"]
     B, T = input_ids.shape
     out = {}
+    hk = hook_point(out, edits)
     e = "bert.embeddings."
-    we = sd[e + "word_embeddings.weight"][input_ids]
-    pe = sd[e + "position_embeddings.weight"][:T].unsqueeze(0).expand(B, T, D)
-    te = sd[e + "token_type_embeddings.weight"][token_type_ids]
-    out["embed.hook_embed"], out["embed.hook_pos_embed"], out["embed.hook_token_type_embed"] = we, pe, te
-    x, s = ln_explicit(we + pe + te, sd[e + "LayerNorm.weight"], sd[e + "LayerNorm.bias"], eps)
-    out["embed.ln.hook_scale"], out["embed.ln.hook_normalized"] = s, x
-    resid = x
+    we = hk("embed.hook_embed", sd[e + "word_embeddings.weight"][input_ids])
+    pe = hk("embed.hook_pos_embed", sd[e + "position_embeddings.weight"][:T].unsqueeze(0).expand(B, T, D))
+    te = hk("embed.hook_token_type_embed", sd[e + "token_type_embeddings.weight"][token_type_ids])
+    resid = ln_hooked(we + pe + te, sd[e + "LayerNorm.weight"], sd[e + "LayerNorm.bias"], eps, hk, "embed.ln.")
     allowed = attention_mask.bool()[:, None, None, :].expand(B, H, T, T)
 
     def W(name):  # nn.Linear weight [out,in] -> [in,out]
@@ -380,43 +399,37 @@ def tl_bert_forward(sd, cfg, input_ids, token_type_ids, attention_mask, head):
     for i in range(L):
         p = "bert.encoder.layer.%d." % i
         n = "blocks.%d." % i
-        out[n + "hook_resid_pre"] = resid
+        resid = hk(n + "hook_resid_pre", resid)
         qkv = []
-        for nm in ("query", "key", "value"):
+        for nm, hn in (("query", "q"), ("key", "k"), ("value", "v")):
             Wm = W(p + "attention.self." + nm).reshape(D, H, Dh)
             bm = sd[p + "attention.self." + nm + ".bias"].reshape(H, Dh)
-            qkv.append(torch.einsum("btd,dhe->bthe", resid, Wm) + bm)
+            qkv.append(hk(n + "attn.hook_" + hn, torch.einsum("btd,dhe->bthe", resid, Wm) + bm))
         q, k, v = qkv
-        out[n + "attn.hook_q"], out[n + "attn.hook_k"], out[n + "attn.hook_v"] = q, k, v
         raw = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(Dh)
-        sc, pat = masked_scores_and_pattern(raw, allowed)
-        out[n + "attn.hook_attn_scores"], out[n + "attn.hook_pattern"] = sc, pat
-        z = torch.einsum("bhqk,bkhe->bqhe", pat, v)
-        out[n + "attn.hook_z"] = z
-        result = torch.einsum("bqhe,hed->bqhd", z, W(p + "attention.output.dense").reshape(H, Dh, D))
-        out[n + "attn.hook_result"] = result
-        attn_out = result.sum(2) + sd[p + "attention.output.dense.bias"]
-        out[n + "hook_attn_out"] = attn_out
-        mid = resid + attn_out
-        out[n + "hook_resid_mid"] = mid
-        x, s = ln_explicit(mid, sd[p + "attention.output.LayerNorm.weight"], sd[p + "attention.output.LayerNorm.bias"], eps)
-        out[n + "ln1.hook_scale"], out[n + "ln1.hook_normalized"] = s, x
-        pre = x @ W(p + "intermediate.dense") + sd[p + "intermediate.dense.bias"]
-        post = 0.5 * pre * (1.0 + torch.erf(pre / math.sqrt(2.0)))
-        mlp_out = post @ W(p + "output.dense") + sd[p + "output.dense.bias"]
-        out[n + "mlp.hook_pre"], out[n + "mlp.hook_post"], out[n + "hook_mlp_out"] = pre, post, mlp_out
-        y, s = ln_explicit(x + mlp_out, sd[p + "output.LayerNorm.weight"], sd[p + "output.LayerNorm.bias"], eps)
-        out[n + "ln2.hook_scale"], out[n + "ln2.hook_normalized"] = s, y
-        out[n + "hook_resid_post"] = y
-        resid = y
+        sc = hk(n + "attn.hook_attn_scores", torch.where(allowed, raw, torch.tensor(float("-inf"), dtype=raw.dtype)))
+        pat = F.softmax(sc, dim=-1)
+        pat = hk(n + "attn.hook_pattern", torch.where(torch.isnan(pat), torch.zeros_like(pat), pat))
+        z = hk(n + "attn.hook_z", torch.einsum("bhqk,bkhe->bqhe", pat, v))
+        result = hk(n + "attn.hook_result",
+                    torch.einsum("bqhe,hed->bqhd", z, W(p + "attention.output.dense").reshape(H, Dh, D)))
+        attn_out = hk(n + "hook_attn_out", result.sum(2) + sd[p + "attention.output.dense.bias"])
+        mid = hk(n + "hook_resid_mid", resid + attn_out)
+        x = ln_hooked(mid, sd[p + "attention.output.LayerNorm.weight"], sd[p + "attention.output.LayerNorm.bias"],
+                      eps, hk, n + "ln1.")
+        pre = hk(n + "mlp.hook_pre", x @ W(p + "intermediate.dense") + sd[p + "intermediate.dense.bias"])
+        post = hk(n + "mlp.hook_post", 0.5 * pre * (1.0 + torch.erf(pre / math.sqrt(2.0))))
+        mlp_out = hk(n + "hook_mlp_out", post @ W(p + "output.dense") + sd[p + "output.dense.bias"])
+        y = ln_hooked(x + mlp_out, sd[p + "output.LayerNorm.weight"], sd[p + "output.LayerNorm.bias"],
+                      eps, hk, n + "ln2.")
+        resid = hk(n + "hook_resid_post", y)  # fx convention: the layer output (after ln2)
     if head == "cls":
-        pooled = torch.tanh(resid[:, 0] @ W("bert.pooler.dense") + sd["bert.pooler.dense.bias"])
-        out["pooler.hook_out"] = pooled
-        out["classifier.hook_out"] = pooled @ W("classifier") + sd["classifier.bias"]
+        pooled = hk("pooler.hook_out", torch.tanh(resid[:, 0] @ W("bert.pooler.dense") + sd["bert.pooler.dense.bias"]))
+        hk("classifier.hook_out", pooled @ W("classifier") + sd["classifier.bias"])
     else:
         t = resid @ W("cls.predictions.transform.dense") + sd["cls.predictions.transform.dense.bias"]
         t = 0.5 * t * (1.0 + torch.erf(t / math.sqrt(2.0)))
         t, _ = ln_explicit(t, sd["cls.predictions.transform.LayerNorm.weight"], sd["cls.predictions.transform.LayerNorm.bias"], eps)
-        out["mlm.hook_transform"] = t
-        out["unembed.hook_out"] = t @ sd[e + "word_embeddings.weight"].T + sd["cls.predictions.bias"]
+        t = hk("mlm.hook_transform", t)
+        hk("unembed.hook_out", t @ sd[e + "word_embeddings.weight"].T + sd["cls.predictions.bias"])
     return out

@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -14,8 +15,12 @@ import (
 // character before the BasicTokenizer sees it, so Greek capital sigma
 // always becomes σ, never the final form ς.
 func bertLower(s string) string {
+	if !strings.ContainsRune(s, '\u0130') {
+		// strings.ToLower maps each rune with unicode.ToLower.
+		return strings.ToLower(s)
+	}
 	var b strings.Builder
-	b.Grow(len(s))
+	b.Grow(len(s) + 1)
 	for _, r := range s {
 		if r == '\u0130' {
 			b.WriteString("i\u0307")
@@ -38,17 +43,14 @@ func bertIsWhitespace(r rune) bool {
 
 // bertIsControl reports whether r is a control character for BERT's
 // _clean_text: any character of general category C (Cc, Cf, Co, Cs, or Cn,
-// unassigned) other than tab, newline and carriage return.
+// unassigned) other than tab, newline and carriage return. Go's unicode.C
+// table covers the unassigned code points too.
 func bertIsControl(r rune) bool {
 	switch r {
 	case '\t', '\n', '\r':
 		return false
 	}
-	if unicode.Is(unicode.C, r) {
-		return true
-	}
-	// Cn: assigned to no general category.
-	return !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S, unicode.Z)
+	return unicode.Is(unicode.C, r)
 }
 
 // bertIsPunctuation reports whether r is punctuation for BERT: every ASCII
@@ -56,8 +58,8 @@ func bertIsControl(r rune) bool {
 // character (33-47, 58-64, 91-96 and 123-126), and every character of
 // general category P.
 func bertIsPunctuation(r rune) bool {
-	if (33 <= r && r <= 47) || (58 <= r && r <= 64) || (91 <= r && r <= 96) || (123 <= r && r <= 126) {
-		return true
+	if r < utf8.RuneSelf {
+		return (33 <= r && r <= 47) || (58 <= r && r <= 64) || (91 <= r && r <= 96) || (123 <= r && r <= 126)
 	}
 	return unicode.IsPunct(r)
 }
@@ -84,6 +86,17 @@ func (t *WordPiece) basicTokenize(text string) []string {
 	var b strings.Builder
 	b.Grow(len(text))
 	for _, r := range text {
+		if r < utf8.RuneSelf {
+			switch {
+			case r == ' ', r == '\t', r == '\n', r == '\r':
+				b.WriteByte(' ')
+			case r < 0x20, r == 0x7F:
+				// Cc, with NUL: removed.
+			default:
+				b.WriteByte(byte(r))
+			}
+			continue
+		}
 		switch {
 		case r == 0 || r == '\uFFFD' || bertIsControl(r):
 		case bertIsWhitespace(r):
@@ -118,6 +131,9 @@ func (t *WordPiece) basicTokenize(text string) []string {
 
 // stripAccents decomposes s (NFD) and drops the nonspacing marks (Mn).
 func stripAccents(s string) string {
+	if isASCII(s) {
+		return s
+	}
 	d := norm.NFD.String(s)
 	var b strings.Builder
 	b.Grow(len(d))
@@ -129,6 +145,16 @@ func stripAccents(s string) string {
 	return b.String()
 }
 
+// isASCII reports whether s is all ASCII.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // appendSplitOnPunc appends the pieces of tok to out, each punctuation rune
 // a piece of its own, skipping empty pieces and splitting again on
 // whitespace (as BasicTokenizer's final whitespace_tokenize does).
@@ -138,7 +164,7 @@ func appendSplitOnPunc(out []string, tok string) []string {
 		if bertIsPunctuation(r) {
 			out = appendFields(out, tok[start:i])
 			out = append(out, string(r))
-			start = i + len(string(r))
+			start = i + utf8.RuneLen(r)
 		}
 	}
 	return appendFields(out, tok[start:])
@@ -148,6 +174,9 @@ func appendSplitOnPunc(out []string, tok string) []string {
 func appendFields(out []string, s string) []string {
 	if s == "" {
 		return out
+	}
+	if strings.IndexFunc(s, unicode.IsSpace) < 0 {
+		return append(out, s)
 	}
 	return append(out, strings.FieldsFunc(s, unicode.IsSpace)...)
 }

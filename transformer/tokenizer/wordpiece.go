@@ -232,8 +232,8 @@ func (t *WordPiece) appendWordPieces(out []string, word string) []string {
 				buf = append(buf, continuationPrefix...)
 			}
 			buf = append(buf, word[start:end]...)
-			if _, ok := t.vocab[string(buf)]; ok {
-				found = string(buf)
+			if id, ok := t.vocab[string(buf)]; ok {
+				found = t.tokens[id]
 				break
 			}
 			// Step back one rune.

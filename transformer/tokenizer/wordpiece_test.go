@@ -130,6 +130,9 @@ func TestBERTTokenize(t *testing.T) {
 	}{
 		{"empty", "", nil},
 		{"controls removed", "a\u0000\u0007\u200b\ufffd\u00adb", []string{"ab"}},
+		{"unassigned removed", "a\u0378\uffffb\U0010FFFF", []string{"ab"}},
+		{"private use removed", "a\ue000b", []string{"ab"}},
+		{"invalid utf-8 removed", "a\xffb\xe2\x82", []string{"ab"}},
 		{"whitespace kinds", "a\tb\nc\u00a0d\u3000e\u2028f", []string{"a", "b", "c", "d", "e", "f"}},
 		{"cjk spaced", "ab中文cd", []string{"ab", "中", "文", "cd"}},
 		{"punctuation split", "a.b,c!?", []string{"a", ".", "b", ",", "c", "!", "?"}},

@@ -36,13 +36,13 @@ const magic = "\x93NUMPY"
 // want to branch on the cause.
 var (
 	// ErrFormat marks input that is not a well-formed .npy or .npz file.
-	ErrFormat = errors.New("npy: malformed")
+	ErrFormat = errors.New("malformed")
 	// ErrUnsupported marks a well-formed array this package cannot handle:
 	// a big-endian or structured dtype, Fortran order, or a conversion
 	// between incompatible types.
-	ErrUnsupported = errors.New("npy: unsupported")
+	ErrUnsupported = errors.New("unsupported")
 	// ErrTooLarge marks data larger than the caller's limit.
-	ErrTooLarge = errors.New("npy: too large")
+	ErrTooLarge = errors.New("too large")
 )
 
 // Array is an n-dimensional array read from a .npy file.
@@ -67,7 +67,7 @@ func (a Array) NumElements() int {
 func (a Array) Float32() ([]float32, error) {
 	k, n, err := a.check()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("npy: %w", err)
 	}
 	out := make([]float32, n)
 	d := a.Data
@@ -113,10 +113,10 @@ func (a Array) Float32() ([]float32, error) {
 func (a Array) Int64() ([]int64, error) {
 	k, n, err := a.check()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("npy: %w", err)
 	}
 	if k[0] == 'f' {
-		return nil, fmt.Errorf("%w: Int64 of a %s array", ErrUnsupported, a.DType)
+		return nil, fmt.Errorf("npy: %w: Int64 of a %s array", ErrUnsupported, a.DType)
 	}
 	out := make([]int64, n)
 	d := a.Data
@@ -141,7 +141,7 @@ func (a Array) Int64() ([]int64, error) {
 		case "u8":
 			u := le.Uint64(d[8*i:])
 			if u > math.MaxInt64 {
-				return nil, fmt.Errorf("%w: element %d, %d, overflows int64", ErrUnsupported, i, u)
+				return nil, fmt.Errorf("npy: %w: element %d, %d, overflows int64", ErrUnsupported, i, u)
 			}
 			v = int64(u)
 		case "b1":
@@ -228,6 +228,15 @@ func Read(r io.Reader) (Array, error) { return ReadLimit(r, DefaultMaxBytes) }
 // ErrTooLarge if its data would exceed maxBytes. It consumes exactly the
 // header and the data. Format versions 1.0, 2.0 and 3.0 are accepted.
 func ReadLimit(r io.Reader, maxBytes int64) (Array, error) {
+	a, err := readLimit(r, maxBytes)
+	if err != nil {
+		return Array{}, fmt.Errorf("npy: %w", err)
+	}
+	return a, nil
+}
+
+// readLimit is ReadLimit without the package prefix on errors.
+func readLimit(r io.Reader, maxBytes int64) (Array, error) {
 	var pre [10]byte
 	if _, err := io.ReadFull(r, pre[:8]); err != nil {
 		return Array{}, fmt.Errorf("%w: reading magic: %w", ErrFormat, noEOF(err))
@@ -306,7 +315,7 @@ func noEOF(err error) error {
 // header that claims more data than the input holds cannot force a huge
 // allocation.
 func readN(r io.Reader, n int64) ([]byte, error) {
-	const chunk = 64 << 20
+	const chunk = 16 << 20
 	if n <= chunk {
 		b := make([]byte, n)
 		_, err := io.ReadFull(r, b)

@@ -366,7 +366,7 @@ func TestNPZRoundTrip(t *testing.T) {
 			require.NoError(t, z.AddFloat32("empty", nil, []int{0}))
 			assert.ErrorContains(t, z.AddFloat32("ids", nil, []int{0}), `npz entry "ids": duplicate name`)
 			assert.ErrorContains(t, z.AddFloat32("a/b", nil, []int{0}), `npz entry "a/b": invalid name`)
-			assert.ErrorContains(t, z.AddFloat32("x", []float32{1}, []int{2}), `npz entry "x": npy: shape [2] holds 2 elements`)
+			assert.ErrorContains(t, z.AddFloat32("x", []float32{1}, []int{2}), `npy: npz entry "x": shape [2] holds 2 elements`)
 			require.NoError(t, z.Close())
 
 			m, err := ReadNPZBytes(buf.Bytes())
@@ -415,18 +415,18 @@ func TestReadNPZErrors(t *testing.T) {
 		want    string
 		maxSize int64
 	}{
-		{"not a zip", []byte("not a zip file at all"), ErrFormat, "npz: zip: not a valid zip file", 0},
-		{"entry without .npy", rawZip(t, 0, [2]string{"a.txt", good}), ErrFormat, `npz entry "a.txt": not a plain NAME.npy`, 0},
-		{"entry in directory", rawZip(t, 0, [2]string{"d/a.npy", good}), ErrFormat, `npz entry "d/a.npy"`, 0},
-		{"absolute entry", rawZip(t, 0, [2]string{"/a.npy", good}), ErrFormat, `npz entry "/a.npy"`, 0},
-		{"dotdot entry", rawZip(t, 0, [2]string{"..a.npy", good}), ErrFormat, `npz entry "..a.npy"`, 0},
+		{"not a zip", []byte("not a zip file at all"), ErrFormat, "npy: npz: malformed: zip: not a valid zip file", 0},
+		{"entry without .npy", rawZip(t, 0, [2]string{"a.txt", good}), ErrFormat, `npy: npz: entry "a.txt": malformed: not a plain NAME.npy`, 0},
+		{"entry in directory", rawZip(t, 0, [2]string{"d/a.npy", good}), ErrFormat, `npz: entry "d/a.npy"`, 0},
+		{"absolute entry", rawZip(t, 0, [2]string{"/a.npy", good}), ErrFormat, `npz: entry "/a.npy"`, 0},
+		{"dotdot entry", rawZip(t, 0, [2]string{"..a.npy", good}), ErrFormat, `npz: entry "..a.npy"`, 0},
 		{"backslash entry", rawZip(t, 0, [2]string{`..\a.npy`, good}), ErrFormat, `not a plain NAME.npy`, 0},
-		{"bare .npy", rawZip(t, 0, [2]string{".npy", good}), ErrFormat, `npz entry ".npy"`, 0},
-		{"duplicate entry", rawZip(t, 0, [2]string{"a.npy", good}, [2]string{"a.npy", good}), ErrFormat, `npz entry "a.npy": duplicate`, 0},
-		{"bad array", rawZip(t, 8, [2]string{"a.npy", good}, [2]string{"b.npy", "garbage!"}), ErrFormat, `npz entry "b.npy"`, 0},
-		{"trailing bytes", rawZip(t, 0, [2]string{"a.npy", good + "x"}), ErrFormat, `npz entry "a.npy": npy: malformed: bytes after the array`, 0},
-		{"over limit", rawZip(t, 8, [2]string{"a.npy", good}), ErrTooLarge, `npz entry "a.npy"`, 100},
-		{"over limit in total", rawZip(t, 8, [2]string{"a.npy", good}, [2]string{"b.npy", good}), ErrTooLarge, `npz entry "b.npy"`, int64(len(good)) + 10},
+		{"bare .npy", rawZip(t, 0, [2]string{".npy", good}), ErrFormat, `npz: entry ".npy"`, 0},
+		{"duplicate entry", rawZip(t, 0, [2]string{"a.npy", good}, [2]string{"a.npy", good}), ErrFormat, `entry "a.npy": malformed: duplicate`, 0},
+		{"bad array", rawZip(t, 8, [2]string{"a.npy", good}, [2]string{"b.npy", "garbage!"}), ErrFormat, `npz: entry "b.npy"`, 0},
+		{"trailing bytes", rawZip(t, 0, [2]string{"a.npy", good + "x"}), ErrFormat, `npy: npz: entry "a.npy": malformed: bytes after the array`, 0},
+		{"over limit", rawZip(t, 8, [2]string{"a.npy", good}), ErrTooLarge, `npz: entry "a.npy"`, 100},
+		{"over limit in total", rawZip(t, 8, [2]string{"a.npy", good}, [2]string{"b.npy", good}), ErrTooLarge, `npz: entry "b.npy"`, int64(len(good)) + 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -459,7 +459,7 @@ func TestReadNPZBomb(t *testing.T) {
 	require.Less(t, len(data), 64<<10)
 	_, err := ReadNPZLimit(bytes.NewReader(data), int64(len(data)), 1<<16)
 	assert.ErrorIs(t, err, ErrTooLarge)
-	assert.Contains(t, err.Error(), `npz entry "a.npy"`)
+	assert.Contains(t, err.Error(), `npz: entry "a.npy"`)
 
 	// Lie about the size in the local and central headers.
 	patched := bytes.Clone(data)

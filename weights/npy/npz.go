@@ -13,8 +13,9 @@ import (
 
 // NPZWriter writes a .npz archive, as numpy.savez (or, compressed,
 // numpy.savez_compressed) does: a zip file with one NAME.npy entry per
-// array. After any error the archive is incomplete and the NPZWriter
-// should be abandoned.
+// array. A bad name or shape is reported before anything is written, and
+// leaves the archive as it was; after a write error the archive is
+// incomplete and the NPZWriter should be abandoned.
 type NPZWriter struct {
 	zw       *zip.Writer
 	compress bool
@@ -34,7 +35,7 @@ func (z *NPZWriter) AddFloat32(name string, data []float32, shape []int) error {
 	if err := checkShape(len(data), shape); err != nil {
 		return fmt.Errorf("npy: npz entry %q: %w", name, err)
 	}
-	return z.add(name, func(w io.Writer) error { return WriteFloat32(w, data, shape) })
+	return z.add(name, func(w io.Writer) error { return writeFloat32(w, data, shape) })
 }
 
 // AddInt64 adds data, of the given shape, as the '<i8' array name, with the
@@ -43,7 +44,7 @@ func (z *NPZWriter) AddInt64(name string, data []int64, shape []int) error {
 	if err := checkShape(len(data), shape); err != nil {
 		return fmt.Errorf("npy: npz entry %q: %w", name, err)
 	}
-	return z.add(name, func(w io.Writer) error { return WriteInt64(w, data, shape) })
+	return z.add(name, func(w io.Writer) error { return writeInt64(w, data, shape) })
 }
 
 func (z *NPZWriter) add(name string, write func(io.Writer) error) error {
@@ -98,9 +99,9 @@ func ReadNPZ(path string) (map[string]Array, error) {
 	if err != nil {
 		return nil, fmt.Errorf("npy: %w", err)
 	}
-	m, err := ReadNPZLimit(f, st.Size(), DefaultMaxBytes)
+	m, err := readNPZ(f, st.Size(), DefaultMaxBytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w (file %s)", err, path)
+		return nil, fmt.Errorf("npy: %s: %w", path, err)
 	}
 	return m, nil
 }
@@ -117,27 +118,36 @@ func ReadNPZBytes(data []byte) (map[string]Array, error) {
 // The decompressed entries together may not exceed maxBytes; beyond that
 // the error wraps ErrTooLarge.
 func ReadNPZLimit(r io.ReaderAt, size, maxBytes int64) (map[string]Array, error) {
+	m, err := readNPZ(r, size, maxBytes)
+	if err != nil {
+		return nil, fmt.Errorf("npy: npz: %w", err)
+	}
+	return m, nil
+}
+
+// readNPZ is ReadNPZLimit without the package prefix on errors.
+func readNPZ(r io.ReaderAt, size, maxBytes int64) (map[string]Array, error) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
-		return nil, fmt.Errorf("%w: npz: %w", ErrFormat, err)
+		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
 	}
 	out := make(map[string]Array, len(zr.File))
 	budget := max(maxBytes, 0)
 	for _, f := range zr.File {
 		key, ok := strings.CutSuffix(f.Name, ".npy")
 		if !ok || !validKey(key) || strings.HasPrefix(f.Name, "/") {
-			return nil, fmt.Errorf("%w: npz entry %q: not a plain NAME.npy", ErrFormat, f.Name)
+			return nil, fmt.Errorf("entry %q: %w: not a plain NAME.npy", f.Name, ErrFormat)
 		}
 		if _, dup := out[key]; dup {
-			return nil, fmt.Errorf("%w: npz entry %q: duplicate", ErrFormat, f.Name)
+			return nil, fmt.Errorf("entry %q: %w: duplicate", f.Name, ErrFormat)
 		}
 		if f.UncompressedSize64 > uint64(budget) {
-			return nil, fmt.Errorf("%w: npz entry %q: %d bytes exceed the remaining limit of %d",
-				ErrTooLarge, f.Name, f.UncompressedSize64, budget)
+			return nil, fmt.Errorf("entry %q: %w: %d bytes exceed the remaining limit of %d",
+				f.Name, ErrTooLarge, f.UncompressedSize64, budget)
 		}
 		a, used, err := readEntry(f, budget)
 		if err != nil {
-			return nil, fmt.Errorf("npz entry %q: %w", f.Name, err)
+			return nil, fmt.Errorf("entry %q: %w", f.Name, err)
 		}
 		budget -= used
 		out[key] = a
@@ -154,7 +164,7 @@ func readEntry(f *zip.File, budget int64) (Array, int64, error) {
 	}
 	defer rc.Close()
 	lr := &io.LimitedReader{R: rc, N: budget + 1}
-	a, err := ReadLimit(lr, budget)
+	a, err := readLimit(lr, budget)
 	if err != nil {
 		if lr.N == 0 {
 			return Array{}, 0, fmt.Errorf("%w: decompressed data exceeds the limit of %d bytes", ErrTooLarge, budget)

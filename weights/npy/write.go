@@ -16,6 +16,13 @@ import (
 // dtype '<f4'. len(data) must equal the product of shape; an empty shape
 // writes a 0-d array of one element.
 func WriteFloat32(w io.Writer, data []float32, shape []int) error {
+	if err := writeFloat32(w, data, shape); err != nil {
+		return fmt.Errorf("npy: %w", err)
+	}
+	return nil
+}
+
+func writeFloat32(w io.Writer, data []float32, shape []int) error {
 	if err := writeHeader(w, "<f4", len(data), shape); err != nil {
 		return err
 	}
@@ -27,6 +34,13 @@ func WriteFloat32(w io.Writer, data []float32, shape []int) error {
 // WriteInt64 writes data, of the given shape, to w as a .npy array of dtype
 // '<i8'. len(data) must equal the product of shape.
 func WriteInt64(w io.Writer, data []int64, shape []int) error {
+	if err := writeInt64(w, data, shape); err != nil {
+		return fmt.Errorf("npy: %w", err)
+	}
+	return nil
+}
+
+func writeInt64(w io.Writer, data []int64, shape []int) error {
 	if err := writeHeader(w, "<i8", len(data), shape); err != nil {
 		return err
 	}
@@ -39,13 +53,13 @@ func WriteInt64(w io.Writer, data []int64, shape []int) error {
 // writes a temporary file in the same directory and renames it over path,
 // so path is either left as it was or holds the whole array.
 func SaveFloat32(path string, data []float32, shape []int) error {
-	return save(path, func(w io.Writer) error { return WriteFloat32(w, data, shape) })
+	return save(path, func(w io.Writer) error { return writeFloat32(w, data, shape) })
 }
 
 // SaveInt64 writes data as a .npy file at path, as WriteInt64 does, and as
 // atomically as SaveFloat32.
 func SaveInt64(path string, data []int64, shape []int) error {
-	return save(path, func(w io.Writer) error { return WriteInt64(w, data, shape) })
+	return save(path, func(w io.Writer) error { return writeInt64(w, data, shape) })
 }
 
 // save writes a file atomically through write.
@@ -86,10 +100,10 @@ func save(path string, write func(io.Writer) error) (err error) {
 func checkShape(n int, shape []int) error {
 	elems, ok := numElements(shape)
 	if !ok {
-		return fmt.Errorf("npy: invalid shape %v", shape)
+		return fmt.Errorf("invalid shape %v", shape)
 	}
 	if elems != uint64(n) {
-		return fmt.Errorf("npy: shape %v holds %d elements but data has %d", shape, elems, n)
+		return fmt.Errorf("shape %v holds %d elements but data has %d", shape, elems, n)
 	}
 	return nil
 }
@@ -133,7 +147,7 @@ func writeHeader(w io.Writer, descr string, n int, shape []int) error {
 		return err
 	}
 	if _, err := w.Write(headerBytes(descr, shape)); err != nil {
-		return fmt.Errorf("npy: write header: %w", err)
+		return fmt.Errorf("write header: %w", err)
 	}
 	return nil
 }
@@ -145,13 +159,13 @@ func writeChunks(w io.Writer, n, size int, add func([]byte, int) []byte) error {
 		buf = add(buf, i)
 		if len(buf)+size > cap(buf) {
 			if _, err := w.Write(buf); err != nil {
-				return fmt.Errorf("npy: write data: %w", err)
+				return fmt.Errorf("write data: %w", err)
 			}
 			buf = buf[:0]
 		}
 	}
 	if _, err := w.Write(buf); err != nil {
-		return fmt.Errorf("npy: write data: %w", err)
+		return fmt.Errorf("write data: %w", err)
 	}
 	return nil
 }

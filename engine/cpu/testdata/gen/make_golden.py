@@ -111,6 +111,12 @@ def main():
     save("emb_ids", ids)
     save("emb_out", F.embedding(ids.long(), table))
 
+    # Gathers, reusing add_a [2, 7, 61] (14 rows of 61).
+    rows = torch.tensor([13, 0, 5, 5], dtype=torch.int32)
+    save("rows_idx", rows)
+    save("rows_out", a.reshape(-1, 61)[rows.long()])
+    save("slice_out", a[..., 10:37])
+
     # Softmax with masked entries, a fully masked row and large values.
     x = randn(2, 3, 5, 7) * 3
     x = x.masked_fill(torch.rand(2, 3, 5, 7) < 0.3, float("-inf"))
@@ -148,6 +154,7 @@ def main():
     scores2 = scores2.masked_fill(~allowed2[None, None], float("-inf"))
     pattern2 = torch.softmax(scores2, -1)
     z2 = torch.matmul(pattern2, v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3).contiguous()
+    save("concat_out", torch.cat([k, q2], 1))
     save("dec_q", q2)
     save("dec_scores", scores2)
     save("dec_z", z2)

@@ -7,7 +7,7 @@
 //
 // Run it from this directory (see README.md):
 //
-//   npm ci && node bert_golden.js
+//   npm install --no-audit --no-fund && node bert_golden.js
 //
 // The oracle is @huggingface/tokenizers (Tokenizers.js), Hugging Face's
 // JavaScript port of its tokenizers library, configured exactly as

