@@ -2,6 +2,7 @@ package transformer
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/modelforensics/fx/engine"
@@ -244,7 +245,8 @@ func (ly *BertLayer) forward(r *run, x *engine.Tensor, mask engine.AttnMask) *en
 	q := r.point(h.q, b.MatMul(x, ly.Query.W, ly.Query.B, true).Reshape(B, T, H, D/H))
 	k := r.point(h.k, b.MatMul(x, ly.Key.W, ly.Key.B, true).Reshape(B, T, H, D/H))
 	v := r.point(h.v, b.MatMul(x, ly.Value.W, ly.Value.B, true).Reshape(B, T, H, D/H))
-	attnOut := r.point(h.attnOut, attend(r, h, q, k, v, mask, ly.AttnOutput, true))
+	scale := float32(1 / math.Sqrt(float64(D/H)))
+	attnOut := r.point(h.attnOut, attend(r, h, q, k, v, scale, mask, ly.AttnOutput, true))
 	mid := r.point(h.residMid, b.Add(x, attnOut))
 	x = ly.AttnLayerNorm.forward(r, mid)
 	pre := r.point(h.pre, b.MatMul(x, ly.Intermediate.W, ly.Intermediate.B, true))

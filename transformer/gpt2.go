@@ -34,6 +34,9 @@ type GPT2Block struct {
 type GPT2Attention struct {
 	CAttn, CProj linear
 	Heads        int
+	// Scale multiplies the attention scores: 1/√d_head, or 1 when the
+	// config sets scale_attn_weights false.
+	Scale float32
 }
 
 // GPT2MLP is HF's GPT2MLP: c_fc ([d_model, d_mlp]), GELU, c_proj.
@@ -101,6 +104,10 @@ func loadGPT2(cfg *weights.Config, l *loader) (*GPT2, error) {
 		hp := fmt.Sprintf("blocks.%d.", i)
 		blk := GPT2Block{hooks: newBlockHooks(i)}
 		blk.Attn.Heads = cfg.Heads
+		blk.Attn.Scale = 1
+		if cfg.ScaleAttnWeights {
+			blk.Attn.Scale = float32(1 / math.Sqrt(float64(d/cfg.Heads)))
+		}
 		blk.MLP.Act = act
 		if blk.Ln1, err = l.layerNorm(p+"ln_1", d, eps, hp+"ln1"); err != nil {
 			return nil, err
@@ -207,15 +214,15 @@ func (a *GPT2Attention) forward(r *run, h *blockHooks, x *engine.Tensor, mask en
 	if kv != nil {
 		k, v = kv.append(b, k, v)
 	}
-	return attend(r, h, q, k, v, mask, a.CProj, false)
+	return attend(r, h, q, k, v, a.Scale, mask, a.CProj, false)
 }
 
 // attend is scaled dot-product attention followed by the output projection,
 // shared by GPT-2 and BERT. q is [B, Tq, H, Dh]; k and v are [B, Tk, H, Dh].
-func attend(r *run, h *blockHooks, q, k, v *engine.Tensor, mask engine.AttnMask, out linear, transW bool) *engine.Tensor {
+func attend(r *run, h *blockHooks, q, k, v *engine.Tensor, scale float32, mask engine.AttnMask, out linear, transW bool) *engine.Tensor {
 	b := r.b
 	B, T, H, Dh := q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3)
-	scores := r.point(h.scores, b.AttnScores(q, k, float32(1/math.Sqrt(float64(Dh))), mask))
+	scores := r.point(h.scores, b.AttnScores(q, k, scale, mask))
 	pattern := r.point(h.pattern, b.Softmax(scores))
 	z := r.point(h.z, b.AttnMix(pattern, v))
 	if r.active(h.result) {

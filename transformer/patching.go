@@ -13,6 +13,9 @@ type Metric struct {
 	Name string
 	// Of computes the metric of batch row row of out.
 	Of func(out []float32, shape []int, row int) float64
+	// Grad adds the gradient of Of(out, shape, row) with respect to out
+	// into dout (shaped like out).
+	Grad func(out []float32, shape []int, row int, dout []float32)
 }
 
 // LogitDiff is logits[a] - logits[b] at the last position of a [B, T, V]
@@ -23,6 +26,11 @@ func LogitDiff(a, b int) Metric {
 		Of: func(out []float32, shape []int, row int) float64 {
 			last := lastRow(out, shape, row)
 			return float64(last[a]) - float64(last[b])
+		},
+		Grad: func(out []float32, shape []int, row int, dout []float32) {
+			d := lastRow(dout, shape, row)
+			d[a]++
+			d[b]--
 		},
 	}
 }
@@ -36,6 +44,14 @@ func LogProb(token int) Metric {
 			last := lastRow(out, shape, row)
 			return float64(last[token]) - logSumExp(last)
 		},
+		Grad: func(out []float32, shape []int, row int, dout []float32) {
+			last, d := lastRow(out, shape, row), lastRow(dout, shape, row)
+			lse := logSumExp(last)
+			for i, l := range last {
+				d[i] -= float32(math.Exp(float64(l) - lse))
+			}
+			d[token]++
+		},
 	}
 }
 
@@ -47,6 +63,11 @@ func ClassMargin(pos, neg int) Metric {
 		Of: func(out []float32, shape []int, row int) float64 {
 			n := shape[len(shape)-1]
 			return float64(out[row*n+pos]) - float64(out[row*n+neg])
+		},
+		Grad: func(out []float32, shape []int, row int, dout []float32) {
+			n := shape[len(shape)-1]
+			dout[row*n+pos]++
+			dout[row*n+neg]--
 		},
 	}
 }

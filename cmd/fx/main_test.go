@@ -206,3 +206,108 @@ func TestUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// goldenIDs returns an int64 golden array as "id,id,...".
+func goldenIDs(t *testing.T, a npy.Array) string {
+	v, err := a.Int64()
+	require.NoError(t, err)
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprint(x)
+	}
+	return strings.Join(parts, ",")
+}
+
+func readNPY(t *testing.T, path string) []float32 {
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	a, err := npy.Read(f)
+	require.NoError(t, err)
+	v, err := a.Float32()
+	require.NoError(t, err)
+	return v
+}
+
+func assertClose(t *testing.T, want, got []float32, msg string) {
+	require.Len(t, got, len(want), msg)
+	diff, scale := 0.0, 0.0
+	for i := range want {
+		diff = math.Max(diff, math.Abs(float64(got[i]-want[i])))
+		scale = math.Max(scale, math.Abs(float64(want[i])))
+	}
+	assert.LessOrEqual(t, diff, 1e-4*scale, msg)
+}
+
+// TestRunInterveneMatchesTorch runs golden intervention cases
+// (testdata/gen/make_interventions.py) through the CLI: a neuron zeroed, a
+// head patched from a cache file that fx run --cache wrote, a steering
+// vector from .npy.
+func TestRunInterveneMatchesTorch(t *testing.T) {
+	arrays, err := npy.ReadNPZ(filepath.Join("..", "..", "testdata", "golden", "interventions.npz"))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	model := testModel("gpt2-tiny")
+	input := goldenIDs(t, arrays["gpt2-tiny:input_ids"])
+	source := goldenIDs(t, arrays["gpt2-tiny:patch_source_ids"])
+	steer, err := arrays["gpt2-tiny:steer"].Float32()
+	require.NoError(t, err)
+	require.NoError(t, npy.SaveFloat32(filepath.Join(dir, "steer.npy"), steer, []int{len(steer)}))
+
+	cleanNPZ := filepath.Join(dir, "clean.npz")
+	code, _, stderr := runFx(t, "", "run", model, "--tokens", source, "--max-new-tokens", "0",
+		"--cache", cleanNPZ, "--cache-hooks", "blocks.*.attn.hook_z")
+	require.Equal(t, 0, code, stderr)
+
+	cases := []struct {
+		name, intervene, want string
+	}{
+		{"zero a neuron", "blocks.1.mlp.hook_post[pos=3,i=17]=zero", "gpt2-tiny:a:logits"},
+		{"patch a head", "blocks.0.attn.hook_z[head=2]=patch:" + cleanNPZ, "gpt2-tiny:b:logits"},
+		{"steering vector", "blocks.0.hook_resid_post=add:" + filepath.Join(dir, "steer.npy"), "gpt2-tiny:c:logits"},
+		{"scale a pattern", "blocks.1.attn.hook_pattern[head=1]=scale:0.5", "gpt2-tiny:d:logits"},
+		{"set a range", "blocks.0.hook_resid_mid[pos=-1,i=0:10]=set:1.5", "gpt2-tiny:e:logits"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "logits.npy")
+			code, _, stderr := runFx(t, "", "run", model, "--tokens", input, "--max-new-tokens", "0",
+				"--intervene", tc.intervene, "--dump", "unembed.hook_out="+out)
+			require.Equal(t, 0, code, stderr)
+			want, err := arrays[tc.want].Float32()
+			require.NoError(t, err)
+			assertClose(t, want, readNPY(t, out), tc.intervene)
+		})
+	}
+}
+
+func TestPatchSweep(t *testing.T) {
+	model := testModel("gpt2-default")
+	png := filepath.Join(t.TempDir(), "heads.png")
+	code, stdout, stderr := runFx(t, "", "patch", model,
+		"--clean", "When John and Mary went to the store, John gave a drink to",
+		"--corrupt", "When John and Mary went to the store, Mary gave a drink to",
+		"--metric", "logit-diff: Mary, John",
+		"--sites", "blocks.*.attn.hook_z[head=*]", "--sites", "blocks.0.hook_resid_pre", "--png", png)
+	require.Equal(t, 0, code, stderr)
+	var sw struct {
+		Clean, Corrupt float64
+		Results        []struct {
+			Site       string
+			Normalized float64
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(stdout), &sw))
+	require.Len(t, sw.Results, 2*2+1)
+	assert.Equal(t, "blocks.1.attn.hook_z[head=1]", sw.Results[3].Site)
+	// Patching the whole residual stream into block 0 is the clean run.
+	assert.Equal(t, "blocks.0.hook_resid_pre", sw.Results[4].Site)
+	assert.InDelta(t, 1.0, sw.Results[4].Normalized, 1e-9)
+	st, err := os.Stat(png)
+	require.NoError(t, err)
+	assert.Positive(t, st.Size())
+
+	code, _, stderr = runFx(t, "", "patch", model, "--clean", "a b", "--corrupt", "a b c", "--metric", "logprob: a", "--sites", "blocks.0.hook_resid_pre")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "equal lengths")
+}

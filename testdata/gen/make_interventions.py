@@ -77,6 +77,7 @@ class Model:
             self.sd32 = M.bert_load(parsed, self.cfg)  # gamma/beta -> weight/bias, drops position_ids
             self.out_hook = "classifier.hook_out"
         self.sd64 = M.to64(self.sd32)
+        self.n_layer = self.cfg.get("n_layer", self.cfg.get("num_hidden_layers"))
 
     def run(self, ids, edits=None, dtype=torch.float64, sd=None):
         """TL-style forward of one unpadded sequence ids [1,T]; returns the hook dict."""
@@ -226,19 +227,25 @@ def check_edit_log(log):
 # ----------------------------------------------------------------------------- interventions
 
 CASES = [
-    # (case, [(site, mode, value or None, source kind or None)], description)
-    ("a", [("blocks.1.mlp.hook_post[pos=3,i=17]", "zero", None, None)], "zero one MLP neuron at one position"),
-    ("b", [("blocks.0.attn.hook_z[head=2]", "patch", None, "patch")],
+    # (case, only for arch or None, [(site, mode, value or None, source kind or None)], description)
+    ("a", None, [("blocks.1.mlp.hook_post[pos=3,i=17]", "zero", None, None)], "zero one MLP neuron at one position"),
+    ("b", None, [("blocks.0.attn.hook_z[head=2]", "patch", None, "patch")],
      "patch head 2's z at every position from the run of patch_source_ids"),
-    ("c", [("blocks.0.hook_resid_post", "add", None, "steer")], "add the steering vector at every position"),
-    ("d", [("blocks.1.attn.hook_pattern[head=1]", "scale", 0.5, None)], "scale head 1's attention pattern by 0.5"),
-    ("e", [("blocks.0.hook_resid_mid[pos=-1,i=0:10]", "set", 1.5, None)],
+    ("c", None, [("blocks.0.hook_resid_post", "add", None, "steer")], "add the steering vector at every position"),
+    ("d", None, [("blocks.1.attn.hook_pattern[head=1]", "scale", 0.5, None)], "scale head 1's attention pattern by 0.5"),
+    ("e", None, [("blocks.0.hook_resid_mid[pos=-1,i=0:10]", "set", 1.5, None)],
      "set the first 10 residual dims at the last position to 1.5"),
-    ("f", [("blocks.1.mlp.hook_post[pos=2]", "mean", None, "mean")],
+    ("f", None, [("blocks.1.mlp.hook_post[pos=2]", "mean", None, "mean")],
      "replace position 2 with the mean of blocks.1.mlp.hook_post over every token of the baseline corpus"),
-    ("g", [("blocks.1.attn.hook_q[pos=1:4,head=0]", "scale", 2.0, None)], "scale head 0's queries at positions 1..3 by 2"),
-    ("h", [("blocks.1.mlp.hook_post[pos=3,i=17]", "zero", None, None),
-           ("blocks.0.hook_resid_post", "add", None, "steer")], "cases a and c together (GPT-2 only)"),
+    ("g", None, [("blocks.1.attn.hook_q[pos=1:4,head=0]", "scale", 2.0, None)],
+     "scale head 0's queries at positions 1..3 by 2"),
+    ("h", "gpt2", [("blocks.1.mlp.hook_post[pos=3,i=17]", "zero", None, None),
+                   ("blocks.0.hook_resid_post", "add", None, "steer")], "cases a and c together"),
+    # BERT's classifier reads only position 0 of the last block, so a, f and g (last
+    # block, positions != 0) leave its logits exactly unchanged; these variants reach it.
+    ("a0", "bert", [("blocks.1.mlp.hook_post[pos=0,i=17]", "zero", None, None)], "as a, at position 0 ([CLS])"),
+    ("f0", "bert", [("blocks.1.mlp.hook_post[pos=0]", "mean", None, "mean")], "as f, at position 0 ([CLS])"),
+    ("g0", "bert", [("blocks.1.attn.hook_q[pos=0:4,head=0]", "scale", 2.0, None)], "as g, positions 0..3"),
 ]
 
 T_PROMPT = 8
@@ -280,11 +287,11 @@ def interventions_for(model, seed, arrays, cases_json):
     arrays[key(name, "clean", "logits")] = f32(clean[out_hook])
     cases_json.append({"model": name, "case": "clean", "description": "no intervention",
                        "input_key": key(name, "input_ids"), "interventions": [],
-                       "output_key": key(name, "clean", "logits")})
+                       "output_key": key(name, "clean", "logits"), "changes_output": False})
 
     clean_out = clean[out_hook]
-    for case, ivs_spec, desc in CASES:
-        if case == "h" and model.arch != "gpt2":
+    for case, only, ivs_spec, desc in CASES:
+        if only is not None and only != model.arch:
             continue
         ivs, ivs_json = [], []
         for site, mode, value, kind in ivs_spec:
@@ -318,18 +325,26 @@ def interventions_for(model, seed, arrays, cases_json):
         err32 = (out32.double() - logits).abs().max().item() / (1 + logits.abs().max().item())
         assert err32 < 2e-5, (name, case, err32)
         diff = (logits - clean_out).abs().max().item()
-        assert diff > 1e-3, (name, case, "intervention has no visible effect", diff)
+        # the last block's output at every position must move (a visible edit) ...
+        last = "blocks.%d.hook_resid_post" % (model.n_layer - 1)
+        assert (out[last] - clean[last]).abs().max().item() > 1e-3, (name, case, "edit has no effect")
+        # ... and so must the final output, except where BERT's classifier cannot see it
+        affects = diff > 0
+        if model.arch == "bert" and case in ("a", "f", "g"):
+            assert diff == 0.0, (name, case, diff)
+        else:
+            assert diff > 1e-3, (name, case, "intervention has no visible effect", diff)
         # guard (GPT-2): causal, positions before the first edited one are untouched
         if model.arch == "gpt2":
-            first = min(site_box(s, tuple(out[parse_site(s)[0]].shape))[2][
-                axis_names(parse_site(s)[0]).index("pos")][0] for s, _, _, _ in ivs_spec)
+            first = min(box[axis_names(parse_site(site)[0]).index("pos")][0] for site, _, _, _, box in log)
             if first > 0:
                 assert torch.allclose(logits[:, :first], clean_out[:, :first], rtol=0, atol=1e-12), (name, case)
         print("  %s case %s: max |logits - clean| %.4f (f32 vs f64 %.1e)" % (name, case, diff, err32))
         k = key(name, case, "logits")
         arrays[k] = f32(logits)
         cases_json.append({"model": name, "case": case, "description": desc,
-                           "input_key": key(name, "input_ids"), "interventions": ivs_json, "output_key": k})
+                           "input_key": key(name, "input_ids"), "interventions": ivs_json, "output_key": k,
+                           "changes_output": affects})
 
     equivalences(model, ids, src_ids, src_run, steer, arrays)
 
@@ -339,8 +354,11 @@ def equivalences(model, ids, src_ids, src_run, steer, arrays):
     head/pos/src axis conventions and the edit machinery independently of one site."""
     name, out_hook = model.name, model.out_hook
 
-    def out(ivs):
-        return model.run(ids, build_edits(ivs))[out_hook]
+    last = "blocks.%d.hook_resid_post" % (model.n_layer - 1)
+
+    def out(ivs):  # the last block's output at every position, and the final output
+        o = model.run(ids, build_edits(ivs))
+        return torch.cat([o[last].flatten(), o[out_hook].flatten()])
 
     def same(a, b, what, tol=1e-10):
         err = (a - b).abs().max().item()
@@ -368,7 +386,7 @@ def equivalences(model, ids, src_ids, src_run, steer, arrays):
          out([dict(site="blocks.1.attn.hook_attn_scores[head=0,src=1]", mode="scale", value=2.0)]), "k vs scores src")
     # a full resid_pre patch reproduces the source run
     same(out([dict(site="blocks.0.hook_resid_pre", mode="patch", src_act=src_run["blocks.0.hook_resid_pre"])]),
-         src_run[out_hook], "full patch == source run")
+         torch.cat([src_run[last].flatten(), src_run[out_hook].flatten()]), "full patch == source run")
     # an identity edit everywhere leaves the run unchanged
     clean = model.run(ids)
     ident = model.run(ids, {k: (lambda x: x * 1.0) for k in clean})
@@ -457,7 +475,7 @@ def check_grads(model, ids, names, acts, grads, metric_of, metric, seed):
 
             def f(delta):
                 def edit(t):
-                    t = t.clone()
+                    t = t.clone(memory_format=torch.contiguous_format)  # C order, as flatten()
                     t.view(-1)[c] += delta
                     return t
                 return metric_of(model.run(ids, {k: edit})).item()
@@ -473,7 +491,7 @@ def check_grads(model, ids, names, acts, grads, metric_of, metric, seed):
     assert torch.equal(grads[emb], grads[pos])
     if model.arch == "bert":
         assert torch.equal(grads[emb], grads["embed.hook_token_type_embed"])
-    L = model.cfg.get("n_layer", model.cfg.get("num_hidden_layers"))
+    L = model.n_layer
     for i in range(L):
         n = "blocks.%d." % i
         ga = grads[n + "hook_attn_out"]

@@ -31,6 +31,16 @@ func FuzzGPT2Encode(f *testing.F) {
 	}
 	tok := newGPT2(f)
 	f.Fuzz(func(t *testing.T, s string) {
+		// The heap merge must agree with the reference loop on any
+		// word, short or long.
+		for _, w := range gpt2Pretokens(s) {
+			syms := make([]int, len(w))
+			for i := 0; i < len(w); i++ {
+				syms[i] = tok.byteToken[w[i]]
+			}
+			heap := tok.bpeHeap(append([]int(nil), syms...))
+			require.Equal(t, tok.bpeLoop(syms), heap, "%q", w)
+		}
 		for _, ids := range [][]int{tok.EncodeOrdinary(s), tok.Encode(s)} {
 			for _, id := range ids {
 				require.True(t, 0 <= id && id < tok.VocabSize(), "id %d", id)

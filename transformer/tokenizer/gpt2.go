@@ -278,11 +278,24 @@ func (t *GPT2) appendWord(ids []int, word string) []int {
 	return append(ids, symbols...)
 }
 
-// bpe applies the merge rules to symbols, in place, exactly as the
-// reference's bpe(): while some adjacent pair has a rule, take the pair
+// bpeShortWord is the longest word, in symbols, that bpe merges with the
+// quadratic loop; longer words use the heap.
+const bpeShortWord = 32
+
+// bpe applies the merge rules to symbols, reusing its storage, exactly as
+// the reference's bpe(): while some adjacent pair has a rule, take the pair
 // whose rule ranks lowest and merge all its non-overlapping occurrences from
 // left to right.
 func (t *GPT2) bpe(symbols []int) []int {
+	if len(symbols) <= bpeShortWord {
+		return t.bpeLoop(symbols)
+	}
+	return t.bpeHeap(symbols)
+}
+
+// bpeLoop is bpe as the reference writes it, in time quadratic in the
+// length of symbols.
+func (t *GPT2) bpeLoop(symbols []int) []int {
 	for len(symbols) > 1 {
 		best := bpeRule{rank: math.MaxInt}
 		var left, right int
@@ -307,6 +320,130 @@ func (t *GPT2) bpe(symbols []int) []int {
 		symbols = symbols[:j]
 	}
 	return symbols
+}
+
+// bpeNode is a symbol of a word being merged by bpeHeap, in a linked list.
+type bpeNode struct {
+	id         int
+	prev, next int // neighbouring nodes, -1 at the ends
+	dead       bool
+}
+
+// bpeCand is a pair of adjacent nodes that a rule may merge, as it was when
+// found; it is stale once either node has changed.
+type bpeCand struct {
+	rank, merged    int
+	left, right     int // nodes
+	leftID, rightID int
+}
+
+// bpeHeap is bpe in O(n log n) time. It keeps the candidate pairs in a heap
+// ordered by rank, then position. A phase pops every candidate of the lowest
+// rank in left-to-right order, merging those still current, which is the
+// reference's left-to-right scan; the pairs that the merges create join the
+// heap only when the phase ends, as they join the reference's next
+// iteration.
+func (t *GPT2) bpeHeap(symbols []int) []int {
+	if len(symbols) < 2 {
+		return symbols
+	}
+	nodes := make([]bpeNode, len(symbols))
+	for i, id := range symbols {
+		nodes[i] = bpeNode{id: id, prev: i - 1, next: i + 1}
+	}
+	nodes[len(nodes)-1].next = -1
+	var h []bpeCand
+	push := func(left int) {
+		if left < 0 {
+			return
+		}
+		right := nodes[left].next
+		if right < 0 {
+			return
+		}
+		if r, ok := t.merges[pairKey(nodes[left].id, nodes[right].id)]; ok {
+			h = heapPush(h, bpeCand{rank: r.rank, merged: r.id, left: left, right: right, leftID: nodes[left].id, rightID: nodes[right].id})
+		}
+	}
+	current := func(c bpeCand) bool {
+		l, r := &nodes[c.left], &nodes[c.right]
+		return !l.dead && !r.dead && l.next == c.right && l.id == c.leftID && r.id == c.rightID
+	}
+	for i := range nodes {
+		push(i)
+	}
+	var merged []int
+	for len(h) > 0 {
+		rank := h[0].rank
+		merged = merged[:0]
+		for len(h) > 0 && h[0].rank == rank {
+			var c bpeCand
+			h, c = heapPop(h)
+			if !current(c) {
+				continue
+			}
+			l, r := &nodes[c.left], &nodes[c.right]
+			l.id = c.merged
+			l.next = r.next
+			r.dead = true
+			if r.next >= 0 {
+				nodes[r.next].prev = c.left
+			}
+			merged = append(merged, c.left)
+		}
+		for _, m := range merged {
+			push(nodes[m].prev)
+			push(m)
+		}
+	}
+	symbols = symbols[:0]
+	for i := 0; i >= 0; i = nodes[i].next {
+		symbols = append(symbols, nodes[i].id)
+	}
+	return symbols
+}
+
+// candLess orders candidates by rank, then by position.
+func candLess(a, b bpeCand) bool {
+	return a.rank < b.rank || (a.rank == b.rank && a.left < b.left)
+}
+
+// heapPush adds c to the binary heap h.
+func heapPush(h []bpeCand, c bpeCand) []bpeCand {
+	h = append(h, c)
+	for i := len(h) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !candLess(h[i], h[p]) {
+			break
+		}
+		h[i], h[p] = h[p], h[i]
+		i = p
+	}
+	return h
+}
+
+// heapPop removes and returns the least candidate of the binary heap h,
+// which must not be empty.
+func heapPop(h []bpeCand) ([]bpeCand, bpeCand) {
+	top := h[0]
+	n := len(h) - 1
+	h[0] = h[n]
+	h = h[:n]
+	for i := 0; ; {
+		l, least := 2*i+1, i
+		if l < n && candLess(h[l], h[least]) {
+			least = l
+		}
+		if r := l + 1; r < n && candLess(h[r], h[least]) {
+			least = r
+		}
+		if least == i {
+			break
+		}
+		h[i], h[least] = h[least], h[i]
+		i = least
+	}
+	return h, top
 }
 
 // Decode returns the text that ids stand for. Byte sequences that are not

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,7 +187,7 @@ func itoa(n int) string {
 	return string(b)
 }
 
-// gpt2Split returns the pre-tokens of text.
+// gpt2Pretokens returns the pre-tokens of text.
 func gpt2Pretokens(text string) []string {
 	var out []string
 	for i := 0; i < len(text); {
@@ -344,4 +345,43 @@ func TestGPT2Concurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+func TestBPEHeapMatchesLoop(t *testing.T) {
+	tok := newGPT2(t)
+	symbolsOf := func(word string) []int {
+		s := make([]int, len(word))
+		for i := 0; i < len(word); i++ {
+			s[i] = tok.byteToken[word[i]]
+		}
+		return s
+	}
+	check := func(word string) {
+		t.Helper()
+		if len(word) < 2 {
+			return
+		}
+		assert.Equal(t, tok.bpeLoop(symbolsOf(word)), tok.bpeHeap(symbolsOf(word)), "%q", word)
+	}
+	// Every pre-token of the golden strings.
+	var golden []gpt2Golden
+	readJSON(t, "gpt2_golden.json", &golden)
+	for _, g := range golden {
+		for _, w := range gpt2Pretokens(g.Text) {
+			check(w)
+		}
+	}
+	// Random words over small alphabets, which repeat pairs and so give
+	// many merges, overlapping runs and ties between positions.
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabets := []string{"ab", "aab", "eht ", "0123456789", "!?.,-", "abcdefghijklmnopqrstuvwxyz", " \n\t", "ing", "\xc3\xa9\xe2\x80\x94"}
+	for range 400 {
+		alpha := alphabets[rng.IntN(len(alphabets))]
+		n := 2 + rng.IntN(300)
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alpha[rng.IntN(len(alpha))]
+		}
+		check(string(b))
+	}
 }
