@@ -135,7 +135,13 @@ type AttnMask struct {
 //
 // A CPU backend's results are bit-identical from run to run and for any
 // GOMAXPROCS, and each output row depends only on its own input row (so a
-// batch of N sequences gives the same bits as N separate runs).
+// batch of N sequences gives the same bits as N separate runs). Bits are
+// promised within one implementation only: another backend, or another
+// kernel of the same backend (fused multiply-add, a different partial-sum
+// layout), agrees within the tolerances of DESIGN.md, not bit for bit.
+//
+// Device backends will need a way to free tensors; it will be added with
+// the first one (host tensors are garbage-collected).
 type Backend interface {
 	// Name identifies the backend and device ("cpu", "cuda:0 NVIDIA H100").
 	Name() string
@@ -187,13 +193,15 @@ type Backend interface {
 	// all zeros.
 	Softmax(x *Tensor) *Tensor
 	// AttnMix returns pattern·v for pattern [B, H, Tq, Tk] and v
-	// [B, Tk, H, Dh] as z [B, Tq, H, Dh].
+	// [B, Tk, H, Dh] as z [B, Tq, H, Dh]. Keys whose weight is exactly 0
+	// (masked) contribute nothing, even where v is not finite.
 	AttnMix(pattern, v *Tensor) *Tensor
 	// HeadResult returns each head's contribution to the attention output,
 	// z[b,t,h,:]·w[h·Dh:(h+1)·Dh, :], for z [B, T, H, Dh] and w [H·Dh, D]
 	// (w in GPT-2's Conv1D layout; with transW, w is [D, H·Dh]), as
 	// [B, T, H, D].
 	HeadResult(z, w *Tensor, transW bool) *Tensor
-	// SumAxis sums over dimension axis and removes it.
+	// SumAxis sums over dimension axis (negative counts from the end) and
+	// removes it.
 	SumAxis(x *Tensor, axis int) *Tensor
 }
