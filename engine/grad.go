@@ -17,19 +17,23 @@ type GradBackend interface {
 	// TanhBackward returns dx = dy·(1-y²) for y = tanh(x), given y and dy.
 	TanhBackward(y, dy *Tensor) *Tensor
 	// SoftmaxBackward returns dx = y·(dy - Σ y·dy) over the last dimension
-	// for y = Softmax(x), given y and dy. Where y is 0 (masked) dx is 0.
+	// for y = Softmax(x), given y and dy. Where y is 0 (masked) dx is +0 and
+	// dy is not read, so non-finite values there cannot spread.
 	SoftmaxBackward(y, dy *Tensor) *Tensor
 	// AttnScoresBackward returns dq [B, Tq, H, Dh] and dk [B, Tk, H, Dh] for
 	// scores = q·kᵀ·scale (AttnScores), given dscores [B, H, Tq, Tk].
-	// Masked entries of dscores must be 0.
+	// Masked entries of dscores must be 0; entries exactly 0 are skipped.
+	// Callers zero dscores at padded query rows, or those queries would
+	// feed the gradients of real keys.
 	AttnScoresBackward(dscores, q, k *Tensor, scale float32) (dq, dk *Tensor)
 	// AttnMixBackward returns dpattern [B, H, Tq, Tk] and dv [B, Tk, H, Dh]
 	// for z = AttnMix(pattern, v), given dz [B, Tq, H, Dh].
 	AttnMixBackward(dz, pattern, v *Tensor) (dpattern, dv *Tensor)
-	// ConcatLast joins tensors of equal leading dimensions along the last
-	// dimension (the backward of SliceLast).
+	// ConcatLast joins one or more tensors of equal leading dimensions
+	// along the last dimension (the backward of SliceLast).
 	ConcatLast(parts ...*Tensor) *Tensor
-	// ScatterRows returns a zero [rows, D] tensor with x's row i added at
-	// row idx[i] (the backward of Rows; repeated indices accumulate).
+	// ScatterRows returns a zero [rows, D] tensor with row i of x (viewed
+	// as [len(idx), D], D its last dimension) added at row idx[i] (the
+	// backward of Rows; repeated indices accumulate).
 	ScatterRows(x *Tensor, idx []int, rows int) *Tensor
 }

@@ -86,7 +86,9 @@ func isScaleOrResult(name string) bool {
 	return hasSuffix(name, ".hook_scale") || hasSuffix(name, "attn.hook_result")
 }
 
-func hasSuffix(s, suffix string) bool { return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix }
+func hasSuffix(s, suffix string) bool {
+	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
+}
 
 // outputHook names the hook point of the model's output.
 func outputHook(m *Model) string {

@@ -52,13 +52,13 @@ type gradSuite struct {
 // (2⁻⁵³·|L| / step) both stay near 1e-10 of the gradients.
 const fdStep = 1e-5
 
-// numGrad returns the central-difference gradient of f at x, zero where
-// skip (if not nil) is true. f may read x, which numGrad perturbs one
+// numGrad returns the central-difference gradient of f at x, zero where x
+// is infinite (a masked input). f may read x, which numGrad perturbs one
 // element at a time and restores.
-func numGrad(f func(x []float64) float64, x []float64, skip func(i int) bool) []float64 {
+func numGrad(f func(x []float64) float64, x []float64) []float64 {
 	g := make([]float64, len(x))
 	for i, v := range x {
-		if (skip != nil && skip(i)) || math.IsInf(v, 0) {
+		if math.IsInf(v, 0) {
 			continue
 		}
 		xp, xm := v+fdStep, v-fdStep
@@ -87,10 +87,10 @@ const (
 
 // forwardCheck checks grads, the backend's gradients of L = loss(xs) with
 // respect to each of xs, against (L(xs+h·u) - L(xs-h·u)) for a random
-// direction u that is zero where fixed(k, i) is true or xs[k][i] is not
-// finite. loss must run the backend's forward op on the inputs it is given
-// and return Σ dy·y in float64.
-func (s *gradSuite) forwardCheck(t *testing.T, r *rand.Rand, xs, grads [][]float32, fixed func(k, i int) bool, loss func(xs [][]float32) float64) {
+// direction u that is zero where xs[k][i] is infinite (masked). loss must
+// run the backend's forward op on the inputs it is given and return Σ dy·y
+// in float64.
+func (s *gradSuite) forwardCheck(t *testing.T, r *rand.Rand, xs, grads [][]float32, loss func(xs [][]float32) float64) {
 	t.Helper()
 	require.Len(t, grads, len(xs))
 	plus, minus := make([][]float32, len(xs)), make([][]float32, len(xs))
@@ -99,7 +99,7 @@ func (s *gradSuite) forwardCheck(t *testing.T, r *rand.Rand, xs, grads [][]float
 		require.Len(t, grads[k], len(x), "gradient %d", k)
 		plus[k], minus[k] = slices.Clone(x), slices.Clone(x)
 		for i, v := range x {
-			if (fixed != nil && fixed(k, i)) || math.IsInf(float64(v), 0) {
+			if math.IsInf(float64(v), 0) {
 				continue
 			}
 			u := r.NormFloat64() * dirStep
@@ -190,11 +190,11 @@ func (s *gradSuite) testLayerNormBackward(t *testing.T) {
 			got := s.g.LayerNormBackward(x.t, gamma.t, dy.t, tc.eps)
 			want := numGrad(func(x []float64) float64 {
 				return refLayerNormLoss(x, gamma.vals, dy.vals, d, tc.eps)
-			}, f64(x.vals), nil)
+			}, f64(x.vals))
 			s.close(t, got, tc.shape, want)
 			s.unchanged(t, x, gamma, dy)
 
-			s.forwardCheck(t, r, [][]float32{x.vals}, [][]float32{s.b.ToHost(got)}, nil, func(xs [][]float32) float64 {
+			s.forwardCheck(t, r, [][]float32{x.vals}, [][]float32{s.b.ToHost(got)}, func(xs [][]float32) float64 {
 				in := s.tensors(xs, x.t)
 				return dotLoss(dy.vals, s.b.ToHost(s.b.LayerNorm(in[0], gamma.t, beta.t, tc.eps)))
 			})
@@ -233,7 +233,7 @@ func (s *gradSuite) testGELUBackward(t *testing.T) {
 			got := s.g.GELUBackward(x.t, dy.t, tc.kind)
 			s.close(t, got, x.t.Shape(), want)
 			s.unchanged(t, x, dy)
-			s.forwardCheck(t, r, [][]float32{x.vals}, [][]float32{s.b.ToHost(got)}, nil, func(xs [][]float32) float64 {
+			s.forwardCheck(t, r, [][]float32{x.vals}, [][]float32{s.b.ToHost(got)}, func(xs [][]float32) float64 {
 				return dotLoss(dy.vals, s.b.ToHost(s.b.GELU(s.tensors(xs, x.t)[0], tc.kind)))
 			})
 		})
@@ -242,7 +242,7 @@ func (s *gradSuite) testGELUBackward(t *testing.T) {
 
 // numDeriv is the float64 central difference of f at x.
 func numDeriv(f func(float64) float64, x float64) float64 {
-	return numGrad(func(v []float64) float64 { return f(v[0]) }, []float64{x}, nil)[0]
+	return numGrad(func(v []float64) float64 { return f(v[0]) }, []float64{x})[0]
 }
 
 func (s *gradSuite) testTanhBackward(t *testing.T) {
@@ -264,7 +264,7 @@ func (s *gradSuite) testTanhBackward(t *testing.T) {
 		got := s.g.TanhBackward(y.t, dy.t)
 		s.close(t, got, x.t.Shape(), want)
 		s.unchanged(t, y, dy)
-		s.forwardCheck(t, r, [][]float32{x.vals}, [][]float32{s.b.ToHost(got)}, nil, func(xs [][]float32) float64 {
+		s.forwardCheck(t, r, [][]float32{x.vals}, [][]float32{s.b.ToHost(got)}, func(xs [][]float32) float64 {
 			return dotLoss(dy.vals, s.b.ToHost(s.b.Tanh(s.tensors(xs, x.t)[0])))
 		})
 	})
@@ -334,7 +334,7 @@ func (s *gradSuite) testSoftmaxBackward(t *testing.T) {
 			}
 			dy := s.in(dyv, tc.shape...)
 			got := s.g.SoftmaxBackward(y.t, dy.t)
-			want := numGrad(func(x []float64) float64 { return refSoftmaxLoss(x, dy.vals, d) }, f64(xv), nil)
+			want := numGrad(func(x []float64) float64 { return refSoftmaxLoss(x, dy.vals, d) }, f64(xv))
 			s.close(t, got, tc.shape, want)
 			for i, g := range s.b.ToHost(got) {
 				if y.vals[i] == 0 {
@@ -342,7 +342,7 @@ func (s *gradSuite) testSoftmaxBackward(t *testing.T) {
 				}
 			}
 			s.unchanged(t, x, y, dy)
-			s.forwardCheck(t, r, [][]float32{xv}, [][]float32{s.b.ToHost(got)}, nil, func(xs [][]float32) float64 {
+			s.forwardCheck(t, r, [][]float32{xv}, [][]float32{s.b.ToHost(got)}, func(xs [][]float32) float64 {
 				return dotLoss(dy.vals, s.b.ToHost(s.b.Softmax(s.tensors(xs, x.t)[0])))
 			})
 		})
@@ -419,12 +419,12 @@ func (s *gradSuite) testAttnScoresBackward(t *testing.T) {
 			q64, k64 := f64(q.vals), f64(k.vals)
 			s.close(t, dq, q.t.Shape(), numGrad(func(q []float64) float64 {
 				return refScoresLoss(q, k64, dsv, a, scale, tc.mask)
-			}, q64, nil))
+			}, q64))
 			s.close(t, dk, k.t.Shape(), numGrad(func(k []float64) float64 {
 				return refScoresLoss(q64, k, dsv, a, scale, tc.mask)
-			}, k64, nil))
+			}, k64))
 			s.unchanged(t, ds, q, k)
-			s.forwardCheck(t, r, [][]float32{q.vals, k.vals}, [][]float32{s.b.ToHost(dq), s.b.ToHost(dk)}, nil,
+			s.forwardCheck(t, r, [][]float32{q.vals, k.vals}, [][]float32{s.b.ToHost(dq), s.b.ToHost(dk)},
 				func(xs [][]float32) float64 {
 					in := s.tensors(xs, q.t, k.t)
 					return dotLoss(dsv, s.b.ToHost(s.b.AttnScores(in[0], in[1], scale, tc.mask)))
@@ -481,10 +481,10 @@ func (s *gradSuite) testAttnMixBackward(t *testing.T) {
 			dp, dv := s.g.AttnMixBackward(dz.t, p.t, v.t)
 			p64, v64 := f64(pv), f64(v.vals)
 			// dpattern is the full gradient, also where pattern is 0.
-			s.close(t, dp, p.t.Shape(), numGrad(func(p []float64) float64 { return refMixLoss(p, v64, dz.vals, a) }, p64, nil))
-			s.close(t, dv, v.t.Shape(), numGrad(func(v []float64) float64 { return refMixLoss(p64, v, dz.vals, a) }, v64, nil))
+			s.close(t, dp, p.t.Shape(), numGrad(func(p []float64) float64 { return refMixLoss(p, v64, dz.vals, a) }, p64))
+			s.close(t, dv, v.t.Shape(), numGrad(func(v []float64) float64 { return refMixLoss(p64, v, dz.vals, a) }, v64))
 			s.unchanged(t, dz, p, v)
-			s.forwardCheck(t, r, [][]float32{pv, v.vals}, [][]float32{s.b.ToHost(dp), s.b.ToHost(dv)}, nil,
+			s.forwardCheck(t, r, [][]float32{pv, v.vals}, [][]float32{s.b.ToHost(dp), s.b.ToHost(dv)},
 				func(xs [][]float32) float64 {
 					in := s.tensors(xs, p.t, v.t)
 					return dotLoss(dz.vals, s.b.ToHost(s.b.AttnMix(in[0], in[1])))
@@ -551,9 +551,9 @@ func (s *gradSuite) testAttentionChain(t *testing.T) {
 				return refMixLoss(p, v, dz.vals, a)
 			}
 			q64, k64, v64 := f64(q.vals), f64(k.vals), f64(v.vals)
-			s.close(t, dq, q.t.Shape(), numGrad(func(q []float64) float64 { return loss(q, k64, v64) }, q64, nil))
-			s.close(t, dk, k.t.Shape(), numGrad(func(k []float64) float64 { return loss(q64, k, v64) }, k64, nil))
-			s.close(t, dv, v.t.Shape(), numGrad(func(v []float64) float64 { return loss(q64, k64, v) }, v64, nil))
+			s.close(t, dq, q.t.Shape(), numGrad(func(q []float64) float64 { return loss(q, k64, v64) }, q64))
+			s.close(t, dk, k.t.Shape(), numGrad(func(k []float64) float64 { return loss(q64, k, v64) }, k64))
+			s.close(t, dv, v.t.Shape(), numGrad(func(v []float64) float64 { return loss(q64, k64, v) }, v64))
 			s.unchanged(t, q, k, v, dz)
 		})
 	}

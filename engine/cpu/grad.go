@@ -12,8 +12,9 @@ import (
 // forward ops (see the package comment): work is split across goroutines
 // only over output rows, each output element is reduced by one goroutine in
 // an order that depends only on the reduction length, and every output row
-// depends only on the inputs of its own batch element. Their reduction
-// orders are:
+// depends only on the inputs of its own batch element. Products are rounded
+// (float32 or float64 conversions) before they are added, so no multiply-add
+// is fused. Their reduction orders are:
 //
 //   - LayerNormBackward: the row's mean and variance exactly as LayerNorm
 //     takes them (moments), then Σ dy·gamma and Σ dy·gamma·x̂ in float64 in
@@ -71,14 +72,14 @@ func (b *Backend) LayerNormBackward(x, gamma, dy *engine.Tensor, eps float32) *e
 			var s1, s2 float64
 			for i, xv := range row {
 				n := (float64(xv) - mean) * rstd
-				g := float64(dyr[i]) * float64(gd[i])
+				g := float64(float64(dyr[i]) * float64(gd[i]))
 				xh[i], gg[i] = n, g
 				s1 += g
-				s2 += g * n
+				s2 += float64(g * n)
 			}
 			m1, m2 := s1/float64(d), s2/float64(d)
 			for i := range o {
-				o[i] = float32(rstd * (gg[i] - m1 - xh[i]*m2))
+				o[i] = float32(rstd * (gg[i] - m1 - float64(xh[i]*m2)))
 			}
 		}
 	})
@@ -91,13 +92,16 @@ func (b *Backend) GELUBackward(x, dy *engine.Tensor, kind engine.Activation) *en
 	case engine.GELUTanh:
 		const a = 0.044715
 		return b.gradBinary("GELUBackward", x, dy, "x", 24, func(v, g float64) float64 {
-			t := math.Tanh(geluTanhC * (v + a*v*v*v))
-			return g * (0.5*(1+t) + 0.5*v*(1-t*t)*geluTanhC*(1+3*a*v*v))
+			v2 := float64(v * v)
+			t := math.Tanh(geluTanhC * (v + float64(a*float64(v2*v))))
+			sech2 := 1 - float64(t*t)
+			du := geluTanhC * (1 + float64(3*a*v2))
+			return g * (float64(0.5*(1+t)) + float64(0.5*v*sech2*du))
 		})
 	case engine.GELUErf:
 		const invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
 		return b.gradBinary("GELUBackward", x, dy, "x", 24, func(v, g float64) float64 {
-			return g * (0.5*(1+math.Erf(v/math.Sqrt2)) + v*invSqrt2Pi*math.Exp(-0.5*v*v))
+			return g * (float64(0.5*(1+math.Erf(v/math.Sqrt2))) + float64(v*invSqrt2Pi*math.Exp(-0.5*v*v)))
 		})
 	}
 	panic(fmt.Sprintf("cpu: GELUBackward: unknown activation %d", kind))
@@ -106,7 +110,7 @@ func (b *Backend) GELUBackward(x, dy *engine.Tensor, kind engine.Activation) *en
 // TanhBackward returns dx = dy·(1-y²) for y = tanh(x), in float64.
 func (b *Backend) TanhBackward(y, dy *engine.Tensor) *engine.Tensor {
 	return b.gradBinary("TanhBackward", y, dy, "y", 4, func(v, g float64) float64 {
-		return g * (1 - v*v)
+		return g * (1 - float64(v*v))
 	})
 }
 
@@ -144,7 +148,7 @@ func (b *Backend) SoftmaxBackward(y, dy *engine.Tensor) *engine.Tensor {
 			var s float64
 			for i, v := range yr {
 				if v != 0 {
-					s += float64(v) * float64(g[i])
+					s += float64(float64(v) * float64(g[i]))
 				}
 			}
 			for i, v := range yr {
