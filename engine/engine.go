@@ -196,6 +196,14 @@ type Backend interface {
 	// [B, Tk, H, Dh] as z [B, Tq, H, Dh]. Keys whose weight is exactly 0
 	// (masked) contribute nothing, even where v is not finite.
 	AttnMix(pattern, v *Tensor) *Tensor
+	// Attention returns AttnMix(Softmax(AttnScores(q, k, scale, mask)), v)
+	// for q [B, Tq, H, Dh] and k, v [B, Tk, H, Dh], as z [B, Tq, H, Dh]:
+	// scaled dot-product attention, fused, without materialising the
+	// [B, H, Tq, Tk] scores or pattern. A query whose keys are all masked
+	// gets zeros; masked keys contribute nothing, even where v is not
+	// finite. It agrees with the three ops within the tolerances of
+	// DESIGN.md; a backend may promise their bits (the CPU backend does).
+	Attention(q, k, v *Tensor, scale float32, mask AttnMask) *Tensor
 	// HeadResult returns each head's contribution to the attention output,
 	// z[b,t,h,:]·w[h·Dh:(h+1)·Dh, :], for z [B, T, H, Dh] and w [H·Dh, D]
 	// (w in GPT-2's Conv1D layout; with transW, w is [D, H·Dh]), as

@@ -219,12 +219,21 @@ func (a *GPT2Attention) forward(r *run, h *blockHooks, x *engine.Tensor, mask en
 
 // attend is scaled dot-product attention followed by the output projection,
 // shared by GPT-2 and BERT. q is [B, Tq, H, Dh]; k and v are [B, Tk, H, Dh].
+// Unless a hook reads or edits the scores or the pattern (Gradients hooks
+// both), the three attention ops run fused, without the [B, H, Tq, Tk]
+// tensors; on the CPU backend the bits are the same either way.
 func attend(r *run, h *blockHooks, q, k, v *engine.Tensor, scale float32, mask engine.AttnMask, out linear, transW bool) *engine.Tensor {
 	b := r.b
 	B, T, H, Dh := q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3)
-	scores := r.point(h.scores, b.AttnScores(q, k, scale, mask))
-	pattern := r.point(h.pattern, b.Softmax(scores))
-	z := r.point(h.z, b.AttnMix(pattern, v))
+	var z *engine.Tensor
+	if r.active(h.scores) || r.active(h.pattern) {
+		scores := r.point(h.scores, b.AttnScores(q, k, scale, mask))
+		pattern := r.point(h.pattern, b.Softmax(scores))
+		z = b.AttnMix(pattern, v)
+	} else {
+		z = b.Attention(q, k, v, scale, mask)
+	}
+	z = r.point(h.z, z)
 	if r.active(h.result) {
 		result := r.point(h.result, b.HeadResult(z, out.W, transW))
 		return b.Add(b.SumAxis(result, 2), out.B)

@@ -7,6 +7,9 @@
 //	fx tokenize MODEL [--json] < input
 //	fx inspect MODEL [--json]
 //	fx patch MODEL --clean TEXT --corrupt TEXT --metric METRIC --sites SITES
+//	fx run [MODEL] --prompt TEXT --record [--record-level minimal|layer|full] [--out DIR]
+//	fx bundle verify|inspect|pack|unpack ...
+//	fx replay BUNDLE [--intervene SITE=MODE ...]
 //
 // MODEL is a directory holding config.json and model.safetensors, or a hub
 // name found in the Hugging Face cache; fx run without one uses the embedded
@@ -46,6 +49,9 @@ func commands() []command {
 		{"tokenize", "tokenize strings with a model's tokenizer", cmdTokenize},
 		{"inspect", "show a model's config, tensors and hook points", cmdInspect},
 		{"patch", "activation patching sweep: clean vs corrupt prompt over sites", cmdPatch},
+		{"scenario", "make and check failure scenarios with planted ground truth", cmdScenario},
+		{"bundle", "verify, inspect, pack or unpack an incident bundle", cmdBundle},
+		{"replay", "re-run a bundle's incident, prove it bit for bit, then intervene", cmdReplay},
 	}
 }
 

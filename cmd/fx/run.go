@@ -53,6 +53,7 @@ func cmdRun(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs.Var(&intervene, "intervene", "SITE=MODE[:ARG]: zero, mean:PROMPTS, patch:FILE.npz, set:V|FILE.npy, add:V|FILE.npy, scale:V (repeatable)")
 	cacheFile := fs.String("cache", "", "write the activations of --cache-hooks over the input to this .npz (a patch source)")
 	cacheHooks := fs.String("cache-hooks", "*", "hook glob for --cache")
+	rec := addRecordFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: fx run [MODEL] (--prompt TEXT | --tokens IDS) [flags]")
 		fs.PrintDefaults()
@@ -103,6 +104,11 @@ func cmdRun(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	ivHooks, err := m.InterventionHooks(ivs)
 	if err != nil {
 		return inputError(err)
+	}
+	if rec.requested() {
+		return rec.run(ctx, stdout, stderr, recordRun{modelArg: name, model: m, text: *prompt, ids: ids, maxNew: *maxNew,
+			stopEOS: *stopEOS, sampler: transformer.Sampler{Temperature: *temperature, TopK: *topK, TopP: *topP, Seed: *seed},
+			unrecordable: len(intervene) > 0 || len(dumps) > 0 || *cacheFile != "", asJSON: *asJSON})
 	}
 	logits, err := forwardWithDumps(ctx, m, in, ivHooks, dumps, *cacheFile, *cacheHooks, &out)
 	if err != nil {

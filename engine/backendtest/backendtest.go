@@ -43,6 +43,7 @@ func Run(t *testing.T, b engine.Backend) {
 	t.Run("AttnScores", s.testAttnScores)
 	t.Run("Softmax", s.testSoftmax)
 	t.Run("AttnMix", s.testAttnMix)
+	t.Run("Attention", s.testAttention)
 	t.Run("HeadResult", s.testHeadResult)
 	t.Run("SumAxis", s.testSumAxis)
 	t.Run("Panics", s.testPanics)
@@ -689,6 +690,98 @@ func (s *suite) testAttnMix(t *testing.T) {
 	}
 }
 
+// refAttention is softmax(q·kᵀ·scale, masked)·v in float64, as
+// [B, Tq, H, Dh]; a query with every key masked gets zeros.
+func refAttention(q, k, v []float32, nb, tq, tk, h, dh int, scale float32, mask engine.AttnMask) []float64 {
+	scores := refScores(q, k, nb, tq, tk, h, dh, scale, mask)
+	out := make([]float64, nb*tq*h*dh)
+	for b := range nb {
+		for hh := range h {
+			for i := range tq {
+				row := scores[((b*h+hh)*tq+i)*tk : ((b*h+hh)*tq+i+1)*tk]
+				mx := math.Inf(-1)
+				for _, x := range row {
+					mx = max(mx, x)
+				}
+				if math.IsInf(mx, -1) {
+					continue
+				}
+				var sum float64
+				for _, x := range row {
+					sum += math.Exp(x - mx)
+				}
+				for j, x := range row {
+					if math.IsInf(x, -1) {
+						continue
+					}
+					p := math.Exp(x-mx) / sum
+					for d := range dh {
+						out[((b*tq+i)*h+hh)*dh+d] += p * float64(v[((b*tk+j)*h+hh)*dh+d])
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (s *suite) testAttention(t *testing.T) {
+	t.Run("by hand", func(t *testing.T) {
+		// B=1, Tq=Tk=2, H=1, Dh=2; scores [[0, -Inf], [0, 0]] with the causal mask.
+		q := s.in([]float32{1, 0, 0, 0}, 1, 2, 1, 2)
+		k := s.in([]float32{0, 5, 7, 0}, 1, 2, 1, 2)
+		v := s.in([]float32{2, 4, 6, -8}, 1, 2, 1, 2)
+		// Query 0: scores (0, 7), causal: key 0 only. Query 1: scores (0, 0).
+		s.close(t, s.b.Attention(q.t, k.t, v.t, 1, engine.AttnMask{Causal: true}), []int{1, 2, 1, 2}, []float64{2, 4, 4, -2})
+		s.unchanged(t, q, k, v)
+	})
+	tests := []struct {
+		name       string
+		nb, tq, tk int
+		h, dh      int
+		mask       engine.AttnMask
+	}{
+		{"no mask", 2, 7, 7, 3, 15, engine.AttnMask{}},
+		{"causal", 2, 7, 7, 3, 15, engine.AttnMask{Causal: true}},
+		{"causal offset", 2, 3, 7, 3, 15, engine.AttnMask{Causal: true, QueryOffset: 4}},
+		{"decode", 1, 1, 9, 2, 64, engine.AttnMask{Causal: true, QueryOffset: 8}},
+		{"cross", 1, 3, 5, 2, 8, engine.AttnMask{}},
+		{"padding", 2, 5, 5, 2, 8, engine.AttnMask{KeyValid: []int32{1, 1, 1, 1, 1, 0, 0, 1, 1, 1}}},
+		{"causal padding", 2, 5, 5, 2, 8, engine.AttnMask{Causal: true, KeyValid: []int32{1, 1, 1, 0, 0, 0, 1, 1, 1, 1}}},
+		{"fully masked rows", 1, 3, 4, 1, 4, engine.AttnMask{Causal: true, QueryOffset: -1}},
+		{"long", 1, 40, 40, 2, 64, engine.AttnMask{Causal: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rng(t)
+			q := s.randIn(r, tc.nb, tc.tq, tc.h, tc.dh)
+			k := s.randIn(r, tc.nb, tc.tk, tc.h, tc.dh)
+			vv := randn(r, tc.nb*tc.tk*tc.h*tc.dh)
+			if tc.mask.KeyValid != nil {
+				// Values of padded keys are never read.
+				for b := range tc.nb {
+					for j := range tc.tk {
+						if tc.mask.KeyValid[b*tc.tk+j] == 0 {
+							for x := range tc.h * tc.dh {
+								vv[(b*tc.tk+j)*tc.h*tc.dh+x] = float32(math.NaN())
+							}
+						}
+					}
+				}
+			}
+			v := s.in(vv, tc.nb, tc.tk, tc.h, tc.dh)
+			scale := float32(1 / math.Sqrt(float64(tc.dh)))
+			shape := []int{tc.nb, tc.tq, tc.h, tc.dh}
+			got := s.b.Attention(q.t, k.t, v.t, scale, tc.mask)
+			s.close(t, got, shape, refAttention(q.vals, k.vals, vv, tc.nb, tc.tq, tc.tk, tc.h, tc.dh, scale, tc.mask))
+			// And the three ops it fuses, within the tolerance.
+			three := s.b.AttnMix(s.b.Softmax(s.b.AttnScores(q.t, k.t, scale, tc.mask)), v.t)
+			closeTo(t, s.host(t, got, shape), f64(s.host(t, three, shape)), Tolerance)
+			s.unchanged(t, q, k, v)
+		})
+	}
+}
+
 func (s *suite) testHeadResult(t *testing.T) {
 	tests := []struct {
 		name           string
@@ -789,6 +882,12 @@ func (s *suite) testPanics(t *testing.T) {
 			s.b.AttnScores(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 1, 2, 2, 4).t, 1, engine.AttnMask{})
 		}},
 		{"AttnMix keys", func() { s.b.AttnMix(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 1, 5, 2, 4).t) }},
+		{"Attention v keys", func() {
+			s.b.Attention(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 1, 5, 3, 4).t, s.randIn(r, 1, 4, 3, 4).t, 1, engine.AttnMask{})
+		}},
+		{"Attention heads", func() {
+			s.b.Attention(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 1, 5, 2, 4).t, s.randIn(r, 1, 5, 2, 4).t, 1, engine.AttnMask{})
+		}},
 		{"HeadResult rows", func() { s.b.HeadResult(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 11, 5).t, false) }},
 		{"Embedding id", func() { s.b.Embedding(x.t, []int32{2}) }},
 		{"Rows index", func() { s.b.Rows(x.t, []int{2}) }},

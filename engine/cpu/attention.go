@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/modelforensics/fx/engine"
 )
@@ -22,33 +23,63 @@ func (b *Backend) AttnScores(q, k *engine.Tensor, scale float32, mask engine.Att
 	}
 	out := output(nb, h, tq, tk)
 	od := out.Host()
-	negInf := float32(math.Inf(-1))
+	a := attnShape{nb: nb, tq: tq, tk: tk, h: h, dh: dh}
 	b.parallel(nb*h*tq, tk*dh, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			bi, hh, i := r/(h*tq), r/tq%h, r%tq
-			qo := ((bi*tq+i)*h + hh) * dh
-			qrow := qd[qo : qo+dh]
-			o := od[r*tk : (r+1)*tk]
-			var valid []int32
-			if mask.KeyValid != nil {
-				valid = mask.KeyValid[bi*tk : (bi+1)*tk]
-			}
-			krow := func(j int) []float32 {
-				ko := ((bi*tk+j)*h + hh) * dh
-				return kd[ko : ko+dh]
-			}
-			allowed := func(j int) bool {
-				return !(mask.Causal && j > i+mask.QueryOffset) && (valid == nil || valid[j] != 0)
-			}
-			for j := range o {
-				o[j] = negInf
-				if allowed(j) {
-					o[j] = dot(qrow, krow(j)) * scale
-				}
-			}
+			a.scoresRow(od[r*tk:(r+1)*tk], qd, kd, scale, mask, r)
 		}
 	})
 	return out
+}
+
+// attnShape is the shape of an attention: batch, queries, keys, heads and
+// the head size. Row r of the [B, H, Tq, Tk] scores is query r%Tq of head
+// r/Tq%H of sequence r/(H·Tq).
+type attnShape struct{ nb, tq, tk, h, dh int }
+
+// scoresRow writes row r of the scores (see AttnScores) to o.
+func (a *attnShape) scoresRow(o, qd, kd []float32, scale float32, mask engine.AttnMask, r int) {
+	bi, hh, i := r/(a.h*a.tq), r/a.tq%a.h, r%a.tq
+	qo := ((bi*a.tq+i)*a.h + hh) * a.dh
+	qrow := qd[qo : qo+a.dh]
+	var valid []int32
+	if mask.KeyValid != nil {
+		valid = mask.KeyValid[bi*a.tk : (bi+1)*a.tk]
+	}
+	negInf := float32(math.Inf(-1))
+	o = o[:a.tk]
+	for j := range o {
+		if (mask.Causal && j > i+mask.QueryOffset) || (valid != nil && valid[j] == 0) {
+			o[j] = negInf
+			continue
+		}
+		ko := ((bi*a.tk+j)*a.h + hh) * a.dh
+		o[j] = dot(qrow, kd[ko:ko+a.dh]) * scale
+	}
+}
+
+// mixRow adds row r of pattern·v (see AttnMix) to z, zero on entry: p is
+// the row of weights; keys is scratch of capacity Tk.
+func (a *attnShape) mixRow(z, p, vd []float32, keys []int, r int) {
+	bi, hh := r/(a.h*a.tq), r/a.tq%a.h
+	keys = keys[:0]
+	for j, pj := range p {
+		if pj != 0 {
+			keys = append(keys, j)
+		}
+	}
+	vrow := func(j int) []float32 {
+		vo := ((bi*a.tk+j)*a.h + hh) * a.dh
+		return vd[vo : vo+a.dh]
+	}
+	n := 0
+	for ; n+4 <= len(keys); n += 4 {
+		j := keys[n : n+4 : n+4]
+		axpy1x4(z, p[j[0]], p[j[1]], p[j[2]], p[j[3]], vrow(j[0]), vrow(j[1]), vrow(j[2]), vrow(j[3]))
+	}
+	for _, j := range keys[n:] {
+		axpy1x1(z, p[j], vrow(j))
+	}
 }
 
 // AttnMix returns pattern·v for pattern [B, H, Tq, Tk] and v [B, Tk, H, Dh]
@@ -65,31 +96,47 @@ func (b *Backend) AttnMix(pattern, v *engine.Tensor) *engine.Tensor {
 	dh := v.Dim(3)
 	out := output(nb, tq, h, dh)
 	od := out.Host()
+	a := attnShape{nb: nb, tq: tq, tk: tk, h: h, dh: dh}
 	b.parallel(nb*h*tq, tk*dh, func(lo, hi int) {
 		keys := make([]int, 0, tk)
 		for r := lo; r < hi; r++ {
 			bi, hh, i := r/(h*tq), r/tq%h, r%tq
 			zo := ((bi*tq+i)*h + hh) * dh
-			z := od[zo : zo+dh]
-			p := pd[r*tk : (r+1)*tk]
-			keys = keys[:0]
-			for j, pj := range p {
-				if pj != 0 {
-					keys = append(keys, j)
-				}
-			}
-			vrow := func(j int) []float32 {
-				vo := ((bi*tk+j)*h + hh) * dh
-				return vd[vo : vo+dh]
-			}
-			n := 0
-			for ; n+4 <= len(keys); n += 4 {
-				j := keys[n : n+4 : n+4]
-				axpy1x4(z, p[j[0]], p[j[1]], p[j[2]], p[j[3]], vrow(j[0]), vrow(j[1]), vrow(j[2]), vrow(j[3]))
-			}
-			for _, j := range keys[n:] {
-				axpy1x1(z, p[j], vrow(j))
-			}
+			a.mixRow(od[zo:zo+dh], pd[r*tk:(r+1)*tk], vd, keys, r)
+		}
+	})
+	return out
+}
+
+// Attention returns AttnMix(Softmax(AttnScores(q, k, scale, mask)), v) for
+// q [B, Tq, H, Dh] and k, v [B, Tk, H, Dh], as z [B, Tq, H, Dh], with the
+// bits of those three ops: each query row's scores, weights and mix are
+// computed by the same code, one row at a time in a worker's scratch of Tk
+// values, so the [B, H, Tq, Tk] scores and pattern never exist.
+func (b *Backend) Attention(q, k, v *engine.Tensor, scale float32, mask engine.AttnMask) *engine.Tensor {
+	qd, kd, vd := host("Attention", q), host("Attention", k), host("Attention", v)
+	if q.Rank() != 4 || k.Rank() != 4 || v.Rank() != 4 || q.Dim(0) != k.Dim(0) || q.Dim(2) != k.Dim(2) ||
+		q.Dim(3) != k.Dim(3) || !slices.Equal(k.Shape(), v.Shape()) {
+		panic(fmt.Sprintf("cpu: Attention: q %v, k %v, v %v", q, k, v))
+	}
+	nb, tq, h, dh := q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3)
+	tk := k.Dim(1)
+	if mask.KeyValid != nil && len(mask.KeyValid) != nb*tk {
+		panic(fmt.Sprintf("cpu: Attention: KeyValid has %d entries for %d×%d keys", len(mask.KeyValid), nb, tk))
+	}
+	out := output(nb, tq, h, dh)
+	od := out.Host()
+	a := attnShape{nb: nb, tq: tq, tk: tk, h: h, dh: dh}
+	b.parallel(nb*h*tq, 2*tk*dh+16*tk, func(lo, hi int) {
+		scores, p := make([]float32, tk), make([]float32, tk)
+		e := make([]float64, tk)
+		keys := make([]int, 0, tk)
+		for r := lo; r < hi; r++ {
+			bi, hh, i := r/(h*tq), r/tq%h, r%tq
+			a.scoresRow(scores, qd, kd, scale, mask, r)
+			softmaxRow(p, scores, e)
+			zo := ((bi*tq+i)*h + hh) * dh
+			a.mixRow(od[zo:zo+dh], p, vd, keys, r)
 		}
 	})
 	return out

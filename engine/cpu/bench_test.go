@@ -20,6 +20,8 @@ func randSlice(seed uint64, n int) []float32 {
 	return s
 }
 
+// BenchmarkMatMul times x·w + bias at GPT-2's shapes for each set of
+// kernels this CPU can run ("-bench MatMul/kernels=avx2" picks one).
 func BenchmarkMatMul(b *testing.B) {
 	shapes := []struct {
 		k, n   int
@@ -31,25 +33,27 @@ func BenchmarkMatMul(b *testing.B) {
 		{3072, 768, false},
 		{768, 50257, true},
 	}
-	be := cpu.New()
-	for _, m := range []int{1, 128} {
-		for _, s := range shapes {
-			name := fmt.Sprintf("M=%d/K=%d/N=%d/transW=%v", m, s.k, s.n, s.transW)
-			b.Run(name, func(b *testing.B) {
-				x := be.FromHost(randSlice(1, m*s.k), m, s.k)
-				wShape := []int{s.k, s.n}
-				if s.transW {
-					wShape = []int{s.n, s.k}
-				}
-				w := be.FromHost(randSlice(2, s.k*s.n), wShape...)
-				bias := be.FromHost(randSlice(3, s.n), s.n)
-				b.ResetTimer()
-				for b.Loop() {
-					be.MatMul(x, w, bias, s.transW)
-				}
-				flops := 2 * float64(m) * float64(s.k) * float64(s.n)
-				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
+	for _, kn := range cpu.AvailableKernels() {
+		be := cpu.New(cpu.WithKernels(kn))
+		for _, m := range []int{1, 8, 128, 512} {
+			for _, s := range shapes {
+				name := fmt.Sprintf("kernels=%s/M=%d/K=%d/N=%d/transW=%v", kn, m, s.k, s.n, s.transW)
+				b.Run(name, func(b *testing.B) {
+					x := be.FromHost(randSlice(1, m*s.k), m, s.k)
+					wShape := []int{s.k, s.n}
+					if s.transW {
+						wShape = []int{s.n, s.k}
+					}
+					w := be.FromHost(randSlice(2, s.k*s.n), wShape...)
+					bias := be.FromHost(randSlice(3, s.n), s.n)
+					b.ResetTimer()
+					for b.Loop() {
+						be.MatMul(x, w, bias, s.transW)
+					}
+					flops := 2 * float64(m) * float64(s.k) * float64(s.n)
+					b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
 		}
 	}
 }

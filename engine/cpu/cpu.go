@@ -1,37 +1,59 @@
-// Package cpu implements engine.Backend in pure Go on host memory.
+// Package cpu implements engine.Backend on host memory, in Go with
+// assembly matmul kernels where the CPU has SIMD units fx uses.
 //
 // Tensors are plain []float32 slices. FromHost aliases the caller's slice
 // (weights may be read-only mapped memory), and no op ever writes into an
 // input: every op allocates its result.
 //
+// # Kernels
+//
+// MatMul and HeadResult run on the fastest kernels the CPU supports,
+// chosen once in New: AVX2 and FMA assembly on x86-64 CPUs that have them
+// (KernelsAVX2), else portable pure Go (KernelsGo). WithKernels forces a
+// choice; Backend.Kernels reports it. The other ops are pure Go on every
+// CPU.
+//
 // # Determinism
 //
 // Results are bit-identical from run to run and for any worker count or
-// GOMAXPROCS. Work is split across goroutines only over output elements
-// (rows, columns, heads); a reduction is never split, and the order in which
-// one output element is accumulated depends only on the reduction length,
-// never on the number of rows or on how the work is divided. A batch of N
-// sequences therefore gives exactly the bits of N separate runs.
+// GOMAXPROCS, for a given choice of kernels. Work is split across
+// goroutines only over output elements (rows, columns, heads); a reduction
+// is never split, and the order in which one output element is accumulated
+// depends only on the reduction length, never on the number of rows or on
+// how the work is divided. A batch of N sequences therefore gives exactly
+// the bits of N separate runs.
 //
-// Products are rounded to float32 before they are added (never fused into a
-// multiply-add), so MatMul, HeadResult, AttnScores and AttnMix give the same
-// bits on every architecture and GOAMD64 level; the transcendental functions
-// (GELU, Tanh, Softmax) come from package math. The reduction orders are:
+// The reduction orders are:
 //
-//   - MatMul with w [K, N], and HeadResult likewise: each output element is
-//     summed in float32 in order k = 0, 1, …, K-1 starting from zero, then
-//     the bias is added.
-//   - MatMul with w [N, K], AttnScores and HeadResult with transW: a dot
-//     product over K with eight float32 partial sums, sum i taking
-//     k ≡ i (mod 8) for k < K&^7, combined as
+//   - MatMul and HeadResult with KernelsAVX2, either layout of w: each
+//     output element is one chain of fused multiply-adds (one rounding per
+//     k) in float32 over k = 0, 1, …, K-1, starting from zero:
+//     s = fma(x[i,k], w[k,j], s); then the bias is added. The chain is the
+//     same whatever tile, panel or task the element falls in, so every
+//     AVX2 kernel shape and the row remainders give the same bits.
+//   - MatMul and HeadResult with KernelsGo, w [K, N]: each output element
+//     is summed in float32 in order k = 0, 1, …, K-1 starting from zero,
+//     each product rounded to float32 before it is added (never fused),
+//     then the bias is added.
+//   - MatMul and HeadResult with KernelsGo, w [N, K], and AttnScores with
+//     any kernels: a dot product over K with eight float32 partial sums,
+//     sum i taking k ≡ i (mod 8) for k < K&^7, combined as
 //     ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)), after which the remaining
-//     k = K&^7, …, K-1 are added in order; then the bias is added (MatMul)
-//     or the product with scale is taken (AttnScores).
+//     k = K&^7, …, K-1 are added in order, products rounded before they
+//     are added; then the bias is added (MatMul) or the product with scale
+//     is taken (AttnScores).
 //   - AttnMix: each output element is summed in float32 over keys in
-//     order, skipping keys whose weight is exactly zero.
+//     order, skipping keys whose weight is exactly zero, products rounded
+//     before they are added.
+//   - Attention gives exactly the bits of AttnMix(Softmax(AttnScores(…))).
 //   - LayerNorm and LayerNormScale take the mean and the biased variance in
 //     float64, in two passes over the row, each with four partial sums.
 //   - Softmax and SumAxis sum in float64 in index order.
+//
+// So KernelsGo gives the same bits on every architecture and GOAMD64
+// level, and KernelsAVX2 the same bits on every x86-64 CPU with AVX2 and
+// FMA; the two differ from each other within float32 rounding. The
+// transcendental functions (GELU, Tanh, Softmax) come from package math.
 package cpu
 
 import (
@@ -43,10 +65,35 @@ import (
 	"github.com/modelforensics/fx/engine"
 )
 
-// Backend is the pure-Go host backend. Its zero value is not usable; call
-// New. A Backend holds no mutable state and is safe for concurrent use.
+// Backend is the host backend. Its zero value is not usable; call New. A
+// Backend holds no mutable state and is safe for concurrent use.
 type Backend struct {
-	workers int // 0: runtime.GOMAXPROCS(0), read at each op
+	workers int          // 0: runtime.GOMAXPROCS(0), read at each op
+	kernels Kernels      // as asked for by WithKernels
+	simd    *simdKernels // the matmul kernels, nil for KernelsGo
+}
+
+// Kernels names a set of compute kernels of the backend.
+type Kernels string
+
+const (
+	// KernelsAuto selects the fastest kernels the CPU supports: KernelsAVX2
+	// where available, else KernelsGo. It is the default.
+	KernelsAuto Kernels = "auto"
+	// KernelsGo is portable pure Go, on every architecture.
+	KernelsGo Kernels = "go"
+	// KernelsAVX2 is x86-64 assembly for CPUs with AVX2 and FMA.
+	KernelsAVX2 Kernels = "avx2"
+)
+
+// AvailableKernels returns the kernels this CPU can run, fastest first;
+// KernelsGo is always among them.
+func AvailableKernels() []Kernels {
+	var ks []Kernels
+	if avx2Kernels() != nil {
+		ks = append(ks, KernelsAVX2)
+	}
+	return append(ks, KernelsGo)
 }
 
 var _ engine.Backend = (*Backend)(nil)
@@ -66,13 +113,31 @@ func WithWorkers(n int) Option {
 	}
 }
 
-// New returns a CPU backend.
+// WithKernels selects the kernels. Kernels the CPU cannot run, and unknown
+// names, fall back to KernelsGo; Backend.Kernels reports the choice.
+func WithKernels(k Kernels) Option {
+	return func(b *Backend) { b.kernels = k }
+}
+
+// New returns a CPU backend. It detects the CPU's features once, here.
 func New(opts ...Option) *Backend {
-	b := &Backend{}
+	b := &Backend{kernels: KernelsAuto}
 	for _, o := range opts {
 		o(b)
 	}
+	switch b.kernels {
+	case KernelsAuto, KernelsAVX2:
+		b.simd = avx2Kernels()
+	}
 	return b
+}
+
+// Kernels returns the kernels the backend runs: KernelsAVX2 or KernelsGo.
+func (b *Backend) Kernels() Kernels {
+	if b.simd != nil {
+		return b.simd.name
+	}
+	return KernelsGo
 }
 
 // Name returns "cpu".

@@ -15,10 +15,12 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	for _, workers := range []int{0, 1, 3} {
-		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
-			backendtest.Run(t, cpu.New(cpu.WithWorkers(workers)))
-		})
+	for _, kn := range cpu.AvailableKernels() {
+		for _, workers := range []int{0, 1, 3} {
+			t.Run(fmt.Sprintf("%s/workers=%d", kn, workers), func(t *testing.T) {
+				backendtest.Run(t, cpu.New(cpu.WithKernels(kn), cpu.WithWorkers(workers)))
+			})
+		}
 	}
 }
 
@@ -86,56 +88,70 @@ func workload(be engine.Backend) map[string][]float32 {
 		"AttnScores":     scores.Host(),
 		"Softmax":        pattern.Host(),
 		"AttnMix":        z.Host(),
+		"Attention":      be.Attention(q, kk, v, 0.125, mask).Host(),
 		"HeadResult":     hr.Host(),
 		"SumAxis":        be.SumAxis(hr, 2).Host(),
 	}
 }
 
 // TestDeterminismWorkers checks that results are bit-identical for any
-// worker count and GOMAXPROCS.
+// worker count and GOMAXPROCS, with every set of kernels.
 func TestDeterminismWorkers(t *testing.T) {
-	want := workload(cpu.New(cpu.WithWorkers(1)))
-	check := func(t *testing.T, got map[string][]float32) {
-		for op, w := range want {
-			sameBits(t, w, got[op], op)
-		}
-	}
-	for _, workers := range []int{1, 2, 3, 7} {
-		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
-			check(t, workload(cpu.New(cpu.WithWorkers(workers))))
-		})
-	}
-	prev := runtime.GOMAXPROCS(0)
-	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
-	for _, procs := range []int{1, 2, 5} {
-		t.Run(fmt.Sprintf("GOMAXPROCS=%d", procs), func(t *testing.T) {
-			runtime.GOMAXPROCS(procs)
-			check(t, workload(cpu.New()))
+	for _, kn := range cpu.AvailableKernels() {
+		t.Run(string(kn), func(t *testing.T) {
+			want := workload(cpu.New(cpu.WithKernels(kn), cpu.WithWorkers(1)))
+			check := func(t *testing.T, got map[string][]float32) {
+				for op, w := range want {
+					sameBits(t, w, got[op], op)
+				}
+			}
+			for _, workers := range []int{1, 2, 3, 7} {
+				t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+					check(t, workload(cpu.New(cpu.WithKernels(kn), cpu.WithWorkers(workers))))
+				})
+			}
+			prev := runtime.GOMAXPROCS(0)
+			t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+			for _, procs := range []int{1, 2, 5} {
+				t.Run(fmt.Sprintf("GOMAXPROCS=%d", procs), func(t *testing.T) {
+					runtime.GOMAXPROCS(procs)
+					check(t, workload(cpu.New(cpu.WithKernels(kn))))
+				})
+			}
 		})
 	}
 }
 
 // TestDeterminismRows checks that each row of a MatMul has the bits of the
-// same row multiplied alone.
+// same row multiplied alone, and of the same row among any other number of
+// rows, with every set of kernels.
 func TestDeterminismRows(t *testing.T) {
 	const k, n = 768, 100
-	be := cpu.New()
-	for _, transW := range []bool{false, true} {
-		wShape := []int{k, n}
-		if transW {
-			wShape = []int{n, k}
-		}
-		w := be.FromHost(randSlice(2, k*n), wShape...)
-		bias := be.FromHost(randSlice(3, n), n)
-		for _, m := range []int{1, 5, 128} {
-			t.Run(fmt.Sprintf("M=%d/transW=%v", m, transW), func(t *testing.T) {
-				xd := randSlice(uint64(m), m*k)
-				all := be.MatMul(be.FromHost(xd, m, k), w, bias, transW).Host()
-				for i := range m {
-					one := be.MatMul(be.FromHost(xd[i*k:(i+1)*k], 1, k), w, bias, transW).Host()
-					sameBits(t, all[i*n:(i+1)*n], one, "row", i)
-				}
-			})
+	for kn, be := range kernelSets(t) {
+		for _, transW := range []bool{false, true} {
+			wShape := []int{k, n}
+			if transW {
+				wShape = []int{n, k}
+			}
+			w := be.FromHost(randSlice(2, k*n), wShape...)
+			bias := be.FromHost(randSlice(3, n), n)
+			for _, m := range []int{1, 5, 8, 13, 128, 250} {
+				t.Run(fmt.Sprintf("%s/M=%d/transW=%v", kn, m, transW), func(t *testing.T) {
+					xd := randSlice(uint64(m), m*k)
+					all := be.MatMul(be.FromHost(xd, m, k), w, bias, transW).Host()
+					for i := range m {
+						one := be.MatMul(be.FromHost(xd[i*k:(i+1)*k], 1, k), w, bias, transW).Host()
+						sameBits(t, all[i*n:(i+1)*n], one, "row", i)
+					}
+					// Every prefix of the rows: the row remainders of every size.
+					for _, p := range []int{2, 3, 4, 6, 7, 12, 121} {
+						if p < m {
+							part := be.MatMul(be.FromHost(xd[:p*k], p, k), w, bias, transW).Host()
+							sameBits(t, all[:p*n], part, "first", p, "rows")
+						}
+					}
+				})
+			}
 		}
 	}
 }
@@ -144,12 +160,17 @@ func TestDeterminismRows(t *testing.T) {
 // norm of a batch have the bits of each sequence run alone, including a
 // right-padded sequence run at its true length.
 func TestDeterminismBatch(t *testing.T) {
+	for kn, be := range kernelSets(t) {
+		t.Run(string(kn), func(t *testing.T) { testDeterminismBatch(t, be) })
+	}
+}
+
+func testDeterminismBatch(t *testing.T, be *cpu.Backend) {
 	const (
 		nb, tt, h, dh = 2, 9, 3, 16
 		d             = h * dh
 		short         = 6 // true length of the second sequence
 	)
-	be := cpu.New()
 	qd, kd, vd := randSlice(1, nb*tt*d), randSlice(2, nb*tt*d), randSlice(3, nb*tt*d)
 	wo := be.FromHost(randSlice(4, d*20), d, 20)
 	g, beta := be.FromHost(randSlice(5, d), d), be.FromHost(randSlice(6, d), d)
@@ -194,5 +215,38 @@ func TestDeterminismBatch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAttentionBits checks that the fused Attention has exactly the bits of
+// the three ops it fuses, with every mask and worker count.
+func TestAttentionBits(t *testing.T) {
+	const nb, tt, h, dh = 2, 37, 3, 64
+	valid := make([]int32, nb*tt)
+	for i := range valid {
+		valid[i] = int32(min(1, (i+2)%5))
+	}
+	masks := map[string]engine.AttnMask{
+		"none":           {},
+		"causal":         {Causal: true},
+		"causal padding": {Causal: true, KeyValid: valid},
+		"offset":         {Causal: true, QueryOffset: 30},
+		"fully masked":   {Causal: true, QueryOffset: -3},
+	}
+	for _, workers := range []int{1, 3} {
+		be := cpu.New(cpu.WithWorkers(workers))
+		for name, mask := range masks {
+			t.Run(fmt.Sprintf("workers=%d/%s", workers, name), func(t *testing.T) {
+				tq := tt
+				if mask.QueryOffset > 0 {
+					tq = tt - mask.QueryOffset // the last queries of the sequence
+				}
+				q := be.FromHost(randSlice(1, nb*tq*h*dh), nb, tq, h, dh)
+				k := be.FromHost(randSlice(2, nb*tt*h*dh), nb, tt, h, dh)
+				v := be.FromHost(randSlice(3, nb*tt*h*dh), nb, tt, h, dh)
+				want := be.AttnMix(be.Softmax(be.AttnScores(q, k, 0.125, mask)), v)
+				sameBits(t, want.Host(), be.Attention(q, k, v, 0.125, mask).Host())
+			})
+		}
 	}
 }

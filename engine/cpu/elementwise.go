@@ -95,8 +95,13 @@ func moments(x []float32) (mean, variance float64) {
 // geluTanhC is √(2/π).
 const geluTanhC = 0.7978845608028654
 
-// GELU applies the activation elementwise, computed in float64.
+// GELU applies the activation elementwise: in float64 with package math,
+// or, for GELUTanh with KernelsAVX2, in float32 SIMD (see geluTanh in
+// simdKernels) within a few float32 ulps of it.
 func (b *Backend) GELU(x *engine.Tensor, kind engine.Activation) *engine.Tensor {
+	if kind == engine.GELUTanh && b.simd != nil && b.simd.geluTanh != nil {
+		return b.unarySIMD("GELU", x, b.simd.geluTanh)
+	}
 	switch kind {
 	case engine.GELUTanh:
 		return b.unary("GELU", x, 16, func(v float64) float64 {
@@ -124,6 +129,28 @@ func (b *Backend) unary(op string, x *engine.Tensor, cost int, f func(float64) f
 	b.parallel(len(xd), cost, func(lo, hi int) {
 		for i, v := range xd[lo:hi] {
 			od[lo+i] = float32(f(float64(v)))
+		}
+	})
+	return out
+}
+
+// unarySIMD applies f, a kernel over multiples of 8 values, elementwise.
+// A range's last values (fewer than 8) go through f in a padded buffer, so
+// every value gets the same arithmetic wherever the ranges split.
+func (b *Backend) unarySIMD(op string, x *engine.Tensor, f func(dst, src *float32, n int)) *engine.Tensor {
+	xd := host(op, x)
+	out := output(x.Shape()...)
+	od := out.Host()
+	b.parallel(len(xd), 4, func(lo, hi int) {
+		n8 := (hi - lo) &^ 7
+		if n8 > 0 {
+			f(&od[lo], &xd[lo], n8)
+		}
+		if lo+n8 < hi {
+			var buf [8]float32
+			copy(buf[:], xd[lo+n8:hi])
+			f(&buf[0], &buf[0], len(buf))
+			copy(od[lo+n8:hi], buf[:])
 		}
 	})
 	return out

@@ -135,6 +135,10 @@ func (g *gemm) tiling(workers int) (mc, nc int) {
 
 // gemm runs the products in jobs, in parallel over their output tiles.
 func (b *Backend) gemm(jobs ...gemm) {
+	if b.simd != nil {
+		b.gemmSIMD(b.simd, jobs)
+		return
+	}
 	workers := b.numWorkers()
 	type tiles struct{ mc, nc, mt, nt, first int }
 	ts := make([]tiles, len(jobs))

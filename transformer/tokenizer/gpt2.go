@@ -481,3 +481,9 @@ func (t *GPT2) VocabSize() int { return len(t.tokens) }
 // EOT returns the id of the end-of-text token "<|endoftext|>", 50,256 for
 // GPT-2.
 func (t *GPT2) EOT() int { return t.eot }
+
+// DefaultGPT2Files returns the embedded GPT-2 vocab.json and merges.txt, as
+// published, for writing a model directory.
+func DefaultGPT2Files() (vocabJSON, merges []byte) {
+	return []byte(gpt2VocabJSON), []byte(gpt2Merges)
+}

@@ -301,3 +301,7 @@ func (t *WordPiece) UNK() int { return t.unk }
 
 // MASK returns the id of [MASK], the masked-language-model token.
 func (t *WordPiece) MASK() int { return t.mask }
+
+// DefaultBERTVocab returns the embedded bert-base-uncased vocab.txt, as
+// published, for writing a model directory.
+func DefaultBERTVocab() []byte { return []byte(bertBaseUncasedVocab) }

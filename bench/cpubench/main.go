@@ -1,0 +1,165 @@
+// Command cpubench times fx's GPT-2 on the CPU backend as
+// bench/torch_cpu_forward.py times PyTorch: a full forward of one token and
+// of a prompt (every position's logits), one decode step through the KV
+// cache after the prompt, and the peak RSS of loading the model and running
+// the prompt's forward. bench/run_cpu_bench.sh runs both, interleaved.
+//
+//	go run ./bench/cpubench -model DIR [-threads N] [-kernels auto|go|avx2] [-rounds R]
+//
+// Each time is the best of R rounds (each round the mean of enough calls to
+// last about -seconds); it prints one JSON object.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"time"
+
+	"github.com/modelforensics/fx/engine/cpu"
+	"github.com/modelforensics/fx/transformer"
+)
+
+// result is one measurement.
+type result struct {
+	Bench      string  `json:"bench"`
+	SecPerOp   float64 `json:"sec_per_op"`
+	TokensPerS float64 `json:"tokens_per_s,omitempty"`
+}
+
+func main() {
+	model := flag.String("model", "", "model directory (config.json, model.safetensors)")
+	threads := flag.Int("threads", runtime.GOMAXPROCS(0), "GOMAXPROCS")
+	kernels := flag.String("kernels", "auto", "CPU kernels: auto, go or avx2")
+	prompt := flag.Int("tokens", 128, "prompt length")
+	steps := flag.Int("steps", 16, "decode steps timed after the prompt")
+	rounds := flag.Int("rounds", 3, "rounds per measurement (the best is kept)")
+	seconds := flag.Float64("seconds", 1, "minimum duration of a round")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.Parse()
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cpubench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(*model, *threads, cpu.Kernels(*kernels), *prompt, *steps, *rounds, *seconds); err != nil {
+		pprof.StopCPUProfile()
+		fmt.Fprintln(os.Stderr, "cpubench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(dir string, threads int, kernels cpu.Kernels, prompt, steps, rounds int, seconds float64) error {
+	if dir == "" {
+		return fmt.Errorf("-model DIR is required")
+	}
+	runtime.GOMAXPROCS(threads)
+	be := cpu.New(cpu.WithKernels(kernels))
+	m, err := transformer.Load(dir, be)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	ctx := context.Background()
+	ids := make([]int, prompt)
+	for i := range ids {
+		ids[i] = (i * 7919) % m.Config.VocabSize
+	}
+	forward := func(n int) func() error {
+		in, err := transformer.NewBatch([][]int{ids[:n]}, nil)
+		if err != nil {
+			return func() error { return err }
+		}
+		return func() error { _, err := m.Forward(ctx, in, nil); return err }
+	}
+	generate := func(newTokens int) func() error {
+		return func() error {
+			_, err := m.Generate(ctx, ids, transformer.GenerateOptions{MaxNewTokens: newTokens}, nil)
+			return err
+		}
+	}
+
+	// Peak RSS first: the model loaded and one prompt forward, nothing else.
+	if err := forward(prompt)(); err != nil {
+		return err
+	}
+	rss := peakRSS()
+
+	var results []result
+	for _, n := range []int{1, prompt} {
+		sec, err := best(forward(n), rounds, seconds)
+		if err != nil {
+			return err
+		}
+		results = append(results, result{Bench: fmt.Sprintf("GPT2SmallForward/tokens=%d", n), SecPerOp: sec, TokensPerS: float64(n) / sec})
+	}
+	// A decode step: Generate of 1+steps new tokens minus Generate of 1 (the
+	// prompt's forward and the first token), per step.
+	one, err := best(generate(1), rounds, seconds)
+	if err != nil {
+		return err
+	}
+	many, err := best(generate(1+steps), rounds, seconds)
+	if err != nil {
+		return err
+	}
+	step := (many - one) / float64(steps)
+	results = append(results,
+		result{Bench: fmt.Sprintf("GPT2SmallPrefill/tokens=%d", prompt), SecPerOp: one, TokensPerS: float64(prompt) / one},
+		result{Bench: fmt.Sprintf("GPT2SmallDecodeStep/cache=%d", prompt), SecPerOp: step, TokensPerS: 1 / step})
+
+	weights, _ := os.Stat(filepath.Join(dir, "model.safetensors"))
+	out := map[string]any{
+		"fx":           "cpubench",
+		"threads":      threads,
+		"kernels":      be.Kernels(),
+		"results":      results,
+		"peak_rss_mib": float64(rss) / (1 << 20),
+		"weights_mib":  0.0,
+		"rss_note":     fmt.Sprintf("peak RSS after loading the model and one %d-token forward", prompt),
+		"go":           runtime.Version(),
+	}
+	if weights != nil {
+		out["weights_mib"] = float64(weights.Size()) / (1 << 20)
+	}
+	b, err := json.MarshalIndent(out, "", " ")
+	if err != nil {
+		return err
+	}
+	fmt.Println(string(b))
+	return nil
+}
+
+// best returns the shortest mean time per call of fn over rounds rounds,
+// each of enough calls to last at least seconds (after one warm-up call).
+func best(fn func() error, rounds int, seconds float64) (float64, error) {
+	if err := fn(); err != nil {
+		return 0, err
+	}
+	bestSec := 0.0
+	for r := range rounds {
+		n, start := 0, time.Now()
+		for n == 0 || time.Since(start).Seconds() < seconds {
+			if err := fn(); err != nil {
+				return 0, err
+			}
+			n++
+		}
+		sec := time.Since(start).Seconds() / float64(n)
+		if r == 0 || sec < bestSec {
+			bestSec = sec
+		}
+	}
+	return bestSec, nil
+}

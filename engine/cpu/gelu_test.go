@@ -1,0 +1,56 @@
+package cpu_test
+
+import (
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelforensics/fx/engine"
+	"github.com/modelforensics/fx/engine/cpu"
+)
+
+// TestGELUAccuracy checks each set of kernels' GELU against float64 value
+// by value, within 4e-6 relative plus 1e-14 absolute (for x < -9, where
+// 0.5x(1+tanh(u)) rounds to -0 in float64 and x/(1+exp(-2u)) does not).
+// The float32 kernel's largest relative errors (tens of ulps) are in the
+// negative tail, where GELU is small: exp(-2u) amplifies the rounding of
+// its float32 argument; the absolute error there is below 1e-9.
+func TestGELUAccuracy(t *testing.T) {
+	var xs []float32
+	for x := -12.0; x <= 12; x += 1.0 / 1024 {
+		xs = append(xs, float32(x))
+	}
+	xs = append(xs, 0, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 1e-8, -1e-8, 30, -30, 1e4, -1e4,
+		math.MaxFloat32, float32(math.Inf(1)), float32(math.NaN()))
+	gelu := func(kind engine.Activation, x float64) float64 {
+		if kind == engine.GELUTanh {
+			return x / (1 + math.Exp(-2*math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
+		}
+		return 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
+	}
+	for kn, be := range kernelSets(t, cpu.WithWorkers(3)) {
+		for _, kind := range []engine.Activation{engine.GELUTanh, engine.GELUErf} {
+			got := be.GELU(be.FromHost(xs, len(xs)), kind).Host()
+			maxUlps := 0.0
+			for i, x := range xs {
+				want := gelu(kind, float64(x))
+				g := float64(got[i])
+				if math.IsNaN(want) || math.IsInf(want, 0) {
+					require.Equal(t, math.IsNaN(want), math.IsNaN(g), "%s: GELU(%v) = %v, want %v", kn, x, g, want)
+					require.Equal(t, math.IsInf(want, 1), math.IsInf(g, 1), "%s: GELU(%v) = %v, want %v", kn, x, g, want)
+					continue
+				}
+				if math.Abs(want) < 1e-14 {
+					require.InDelta(t, want, g, 1e-14, "%s: GELU(%v), kind %d", kn, x, kind)
+					continue
+				}
+				err := max(0, math.Abs(g-want)-1e-14)
+				require.LessOrEqual(t, err, 4e-6*math.Abs(want), "%s: GELU(%v) = %v, want %v, kind %d", kn, x, g, want, kind)
+				ulp := float64(math.Nextafter32(float32(math.Abs(want)), float32(math.Inf(1)))) - math.Abs(float64(float32(want)))
+				maxUlps = max(maxUlps, err/ulp)
+			}
+			t.Logf("%s, kind %d: max error %.2f ulps", kn, kind, maxUlps)
+		}
+	}
+}

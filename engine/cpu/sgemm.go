@@ -1,0 +1,385 @@
+package cpu
+
+// The SIMD matmul: packing, cache blocking and register tiling around the
+// assembly micro-kernels, as in BLIS and llamafile's tinyBLAS.
+//
+// First x is packed, in parallel, into row tiles: for each block of simdKC
+// values of k, six rows at a time, stored k-major ([k][6]) so that a
+// kernel broadcasts from consecutive addresses. Then the product is split
+// into tasks of up to maxTaskPanels panels of 16 output columns, run in
+// parallel. A task walks k in blocks of simdKC; for each block it packs its
+// columns of w into panels (kc rows of 16 contiguous columns; for w [N, K]
+// this is a transpose), then walks its rows in blocks of simdMC and, for
+// each panel, runs the 6-row kernel down the block so that the panel stays
+// in L1 while the packed rows of x stream from L2. The last
+// rows of a block (fewer than six) use narrower-row, wider-column kernels.
+// Products with few rows and w [K, N] skip the packing and read w in place:
+// every element of w is then used at most twice, and packing would only
+// add memory traffic.
+//
+// Every kernel computes an element of the output as one lane of one
+// register: starting from the value in the output (zero), one fused
+// multiply-add per k in increasing k, then the bias. So the bits of an
+// element depend only on its row of x, its column of w and k: not on the
+// tile, the task, the packing, the number of rows or the worker count.
+
+// tileKernel computes c = c·load + a·b for one tile: rows rows of a,
+// packed as a[p·rows+i] for row i and step p < k, times the k×16·panels
+// block of b whose row p, panel q starts at b[p·ldb+q·pstride], into c
+// (row i at c[i·ldc]), and then adds bias[0:16·panels] when bias is not
+// nil. With load 0 the tile starts from zero and c is not read. Each
+// element of c is one chain of fused multiply-adds over k in order. Strides
+// are in elements.
+type tileKernel func(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias *float32)
+
+// gemvKernel computes c += a·b for rows rows (the kernel's own number) of
+// a packed as a[p·rows+i], and the k×n block of b with row p at b[p·ldb],
+// into c (row i at c[i·ldc]), n a multiple of 8, and then adds bias[0:n]
+// when bias is not nil. c holds the starting values (zero). Each element of
+// c is one chain of fused multiply-adds over k in order, as in tileKernel.
+type gemvKernel func(k int, a, b *float32, ldb int, c *float32, ldc, n int, bias *float32)
+
+// simdKernels is one instruction set's matmul kernels.
+type simdKernels struct {
+	name Kernels
+	// tile[rows][panels] is the kernel for a tile of rows rows and
+	// 16·panels columns, or nil. tile[6][1] and tile[r][1] for r < 6 exist.
+	tile [7][5]tileKernel
+	// packT16 writes dst[k·16+j] = src[j·lds+k] for j < 16, k < n, n a
+	// multiple of 8.
+	packT16 func(dst, src *float32, lds, n int)
+	// packN16 writes dst[q·dstride+p·16+j] = src[p·lds+q·16+j] for p < k,
+	// q < panels, j < 16.
+	packN16 func(dst, src *float32, lds, k, panels, dstride int)
+	// gemv[rows] streams w [K, N] for products of 1–3 rows, or is nil.
+	gemv [4]gemvKernel
+	// geluTanh writes GELU (engine.GELUTanh) of src[:n] to dst[:n], n a
+	// multiple of 8, each element independently of the others; or is nil.
+	geluTanh func(dst, src *float32, n int)
+}
+
+const (
+	panelCols     = 16  // columns of a B panel: two AVX2 registers
+	kernelRows    = 6   // rows of the main kernel
+	simdKC        = 256 // k block: a 6×256 block of x and a 256×16 panel fit in L1
+	simdMC        = 120 // row block (a multiple of kernelRows): 120×256 of x stays in L2
+	maxTaskPanels = 16  // panels per task at most: a packed block of 256 KiB
+	maxGemvPanels = 256 // panels per gemv task at most
+	packMinRows   = 13  // w [K, N] is packed for products with at least this many rows
+)
+
+// widest returns the kernel for rows rows with the most panels, at most
+// maxPanels, and its number of panels.
+func (s *simdKernels) widest(rows, maxPanels int) (tileKernel, int) {
+	for p := min(maxPanels, len(s.tile[rows])-1); p > 1; p-- {
+		if f := s.tile[rows][p]; f != nil {
+			return f, p
+		}
+	}
+	return s.tile[rows][1], 1
+}
+
+// simdScratch is a worker's buffers.
+type simdScratch struct {
+	b    []float32 // the task's packed block of w
+	tail []float32 // the last, partial panel of w, packed, when w is read in place
+	c    [kernelRows * panelCols]float32
+	bias [panelCols]float32
+}
+
+// grow returns (*buf)[:n], reallocating when it is too short.
+func grow(buf *[]float32, n int) []float32 {
+	if cap(*buf) < n {
+		*buf = make([]float32, n)
+	}
+	return (*buf)[:n]
+}
+
+// gemmSIMD runs the products in jobs with s's kernels, in parallel over
+// tasks of output columns.
+func (b *Backend) gemmSIMD(s *simdKernels, jobs []gemm) {
+	workers := b.numWorkers()
+	// Pack x, six rows at a time.
+	type rowTile struct{ job, m0 int }
+	var rowTiles []rowTile
+	packed := make([][]float32, len(jobs))
+	maxK := 0
+	for j := range jobs {
+		g := &jobs[j]
+		if g.m == 0 || g.n == 0 || g.k == 0 {
+			continue
+		}
+		packed[j] = make([]float32, g.m*g.k)
+		maxK = max(maxK, g.k)
+		for m0 := 0; m0 < g.m; m0 += kernelRows {
+			rowTiles = append(rowTiles, rowTile{j, m0})
+		}
+	}
+	b.parallel(len(rowTiles), kernelRows*maxK, func(lo, hi int) {
+		for _, t := range rowTiles[lo:hi] {
+			jobs[t.job].packRows(packed[t.job], t.m0)
+		}
+	})
+
+	type task struct{ job, p0, p1 int }
+	var tasks []task
+	cost := 0
+	for j := range jobs {
+		g := &jobs[j]
+		if g.m == 0 || g.n == 0 {
+			continue
+		}
+		if g.k == 0 {
+			g.biasOnly()
+			continue
+		}
+		panels := (g.n + panelCols - 1) / panelCols
+		var tp int
+		if g.useGemv(s) {
+			// Long rows stream best: one task per worker.
+			tp = min(max((panels+workers-1)/workers, 1), maxGemvPanels)
+		} else if g.streamW() {
+			tp = min(4, panels) // one 64-column kernel for few rows
+		} else {
+			tp = min(max((panels+4*workers-1)/(4*workers), 1), maxTaskPanels)
+			if g.m < 4 && tp < panels {
+				tp = min((tp+3)&^3, panels) // whole 64-column kernels for few rows
+			}
+		}
+		for p := 0; p < panels; p += tp {
+			tasks = append(tasks, task{j, p, min(p+tp, panels)})
+		}
+		cost = max(cost, g.m*tp*panelCols*g.k)
+	}
+	b.parallel(len(tasks), cost, func(lo, hi int) {
+		var sc simdScratch
+		for _, t := range tasks[lo:hi] {
+			jobs[t.job].simdTask(s, packed[t.job], t.p0, t.p1, &sc)
+		}
+	})
+}
+
+// biasOnly writes the result of a product with k = 0: the bias, or zeros.
+func (g *gemm) biasOnly() {
+	if g.bias == nil {
+		return
+	}
+	for i := range g.m {
+		copy(g.out[i*g.ldo:i*g.ldo+g.n], g.bias[:g.n])
+	}
+}
+
+// packRows packs rows [m0, m0+6) of x (fewer at the end) into ap: for
+// each block of k (see kc) from pc, of kb values, the tile is at
+// ap[pc·m+m0·kb] and holds row m0+i, step p at [p·rows+i].
+func (g *gemm) packRows(ap []float32, m0 int) {
+	rows := min(kernelRows, g.m-m0)
+	kc := g.kc()
+	for pc := 0; pc < g.k; pc += kc {
+		kb := min(kc, g.k-pc)
+		dst := ap[pc*g.m+m0*kb : pc*g.m+(m0+rows)*kb]
+		for i := range rows {
+			src := g.x[(m0+i)*g.ldx+pc : (m0+i)*g.ldx+pc+kb]
+			for p, v := range src {
+				dst[p*rows+i] = v
+			}
+		}
+	}
+}
+
+// pack reports whether the product packs w: always for w [N, K], and for
+// w [K, N] with enough rows to reuse each panel many times.
+func (g *gemm) pack() bool { return g.transW || g.m >= packMinRows }
+
+// useGemv reports whether the product streams w [K, N] through a gemv
+// kernel.
+func (g *gemm) useGemv(s *simdKernels) bool {
+	return !g.pack() && g.m < len(s.gemv) && s.gemv[g.m] != nil
+}
+
+// streamW reports whether the product packs w [N, K] in narrow tasks over
+// all of k at once: with few rows, each packed value is used once or twice,
+// so the packing should read w as it streams best, whole rows of it, and
+// the kernels should find it in cache right after.
+func (g *gemm) streamW() bool { return g.transW && g.m < packMinRows }
+
+// kc returns the product's k block: simdKC, or all of k for streamW.
+func (g *gemm) kc() int {
+	if g.streamW() {
+		return g.k
+	}
+	return simdKC
+}
+
+// simdTask computes the output columns of panels [p0, p1), with x packed
+// in ap by packRows.
+func (g *gemm) simdTask(s *simdKernels, ap []float32, p0, p1 int, sc *simdScratch) {
+	n0, n1 := p0*panelCols, min(p1*panelCols, g.n)
+	full := (n1 - n0) / panelCols       // panels of 16 columns
+	partial := n1 - n0 - full*panelCols // columns of the last panel, if short
+	pack := g.pack()                    // else w [K, N] is read in place
+	if g.useGemv(s) {
+		if full > 0 {
+			var bias *float32
+			if g.bias != nil {
+				bias = &g.bias[n0]
+			}
+			g.check(0, g.m, n0, full*panelCols)
+			_ = g.w[n0 : (g.k-1)*g.ldw+n0+full*panelCols]
+			s.gemv[g.m](g.k, &ap[0], &g.w[n0], g.ldw, &g.out[n0], g.ldo, full*panelCols, bias)
+		}
+		if partial == 0 {
+			return
+		}
+		// The last panel below, alone.
+		n0, full = n0+full*panelCols, 0
+	}
+	kc := g.kc()
+	for pc := 0; pc < g.k; pc += kc {
+		kb := min(kc, g.k-pc)
+		last := pc+kb == g.k
+		load := min(pc, 1) // the first block starts from zero
+		// B: panel q of this k block starts at bq(q); rows ldb apart,
+		// panels pstride apart.
+		var bp []float32
+		ldb, pstride := g.ldw, panelCols
+		if pack {
+			bp = grow(&sc.b, (p1-p0)*kb*panelCols)
+			g.packPanels(s, bp, pc, kb, n0, n1)
+			ldb, pstride = panelCols, kb*panelCols
+		}
+		bq := func(q int) *float32 {
+			if pack {
+				return &bp[q*kb*panelCols]
+			}
+			return &g.w[pc*g.ldw+n0+q*panelCols]
+		}
+		bias := func(q int) *float32 {
+			if !last || g.bias == nil {
+				return nil
+			}
+			return &g.bias[n0+q*panelCols]
+		}
+		// The partial panel is always packed, zero-padded to 16 columns.
+		var tailB *float32
+		if partial > 0 {
+			if pack {
+				tailB = bq(full)
+			} else {
+				t := grow(&sc.tail, kb*panelCols)
+				g.packPanel(t, pc, kb, n0+full*panelCols, partial)
+				tailB = &t[0]
+			}
+			if last && g.bias != nil {
+				copy(sc.bias[:], g.bias[n0+full*panelCols:n1])
+				clear(sc.bias[partial:])
+			}
+		}
+		for m0 := 0; m0 < g.m; m0 += simdMC {
+			m1 := min(m0+simdMC, g.m)
+			mFull := m0 + (m1-m0)/kernelRows*kernelRows
+			k6 := s.tile[kernelRows][1]
+			for q := range full {
+				b, bs := bq(q), bias(q)
+				for m := m0; m < mFull; m += kernelRows {
+					g.check(m, kernelRows, n0+q*panelCols, panelCols)
+					k6(kb, &ap[pc*g.m+m*kb], b, ldb, pstride, &g.out[m*g.ldo+n0+q*panelCols], g.ldo, load, bs)
+				}
+			}
+			if r := m1 - mFull; r > 0 {
+				for q := 0; q < full; {
+					f, np := s.widest(r, full-q)
+					g.check(mFull, r, n0+q*panelCols, np*panelCols)
+					f(kb, &ap[pc*g.m+mFull*kb], bq(q), ldb, pstride, &g.out[mFull*g.ldo+n0+q*panelCols], g.ldo, load, bias(q))
+					q += np
+				}
+			}
+			if partial > 0 {
+				var bs *float32
+				if last && g.bias != nil {
+					bs = &sc.bias[0]
+				}
+				c0 := n0 + full*panelCols
+				for m := m0; m < m1; m += kernelRows {
+					r := min(kernelRows, m1-m)
+					g.check(m, r, c0, partial)
+					for i := range r {
+						copy(sc.c[i*panelCols:i*panelCols+partial], g.out[(m+i)*g.ldo+c0:])
+					}
+					s.tile[r][1](kb, &ap[pc*g.m+m*kb], tailB, panelCols, 0, &sc.c[0], panelCols, load, bs)
+					for i := range r {
+						copy(g.out[(m+i)*g.ldo+c0:(m+i)*g.ldo+c0+partial], sc.c[i*panelCols:])
+					}
+				}
+			}
+		}
+	}
+}
+
+// check panics unless rows [m, m+rows) × columns [c, c+cols) of out lie
+// within its slice: the kernels write through raw pointers.
+func (g *gemm) check(m, rows, c, cols int) {
+	_ = g.out[m*g.ldo+c : (m+rows-1)*g.ldo+c+cols]
+}
+
+// packPanels packs columns [n0, n1) of rows [pc, pc+kb) of w ([k, n]; or
+// [n, k] with transW) into dst as panels of kb rows × 16 columns, the last
+// panel zero-padded.
+func (g *gemm) packPanels(s *simdKernels, dst []float32, pc, kb, n0, n1 int) {
+	q0 := 0
+	if full := (n1 - n0) / panelCols; !g.transW && full > 0 {
+		// Row by row: each row of the block is read once, contiguously.
+		_ = g.w[pc*g.ldw+n0 : (pc+kb-1)*g.ldw+n0+full*panelCols]
+		_ = dst[:full*kb*panelCols]
+		s.packN16(&dst[0], &g.w[pc*g.ldw+n0], g.ldw, kb, full, kb*panelCols)
+		q0 = full
+	}
+	for q, c := q0, n0+q0*panelCols; c < n1; q, c = q+1, c+panelCols {
+		cols := min(panelCols, n1-c)
+		d := dst[q*kb*panelCols : (q+1)*kb*panelCols]
+		if g.transW && cols == panelCols {
+			k8 := kb &^ 7
+			if k8 > 0 {
+				_ = g.w[c*g.ldw+pc : (c+panelCols-1)*g.ldw+pc+k8]
+				s.packT16(&d[0], &g.w[c*g.ldw+pc], g.ldw, k8)
+			}
+			for k := k8; k < kb; k++ {
+				row := d[k*panelCols : (k+1)*panelCols]
+				for j := range row {
+					row[j] = g.w[(c+j)*g.ldw+pc+k]
+				}
+			}
+			continue
+		}
+		g.packPanel(d, pc, kb, c, cols)
+	}
+}
+
+// packPanel packs columns [c, c+cols) of rows [pc, pc+kb) of w into one
+// panel (kb rows of 16), zero-padding columns cols..15.
+func (g *gemm) packPanel(dst []float32, pc, kb, c, cols int) {
+	dst = dst[:kb*panelCols]
+	if g.transW {
+		for k := range kb {
+			row := dst[k*panelCols : (k+1)*panelCols]
+			for j := range cols {
+				row[j] = g.w[(c+j)*g.ldw+pc+k]
+			}
+			clear(row[cols:])
+		}
+		return
+	}
+	if cols == panelCols {
+		for k := range kb {
+			o := (pc+k)*g.ldw + c
+			*(*[panelCols]float32)(dst[k*panelCols : (k+1)*panelCols]) = *(*[panelCols]float32)(g.w[o : o+panelCols])
+		}
+		return
+	}
+	for k := range kb {
+		row := dst[k*panelCols : (k+1)*panelCols]
+		o := (pc+k)*g.ldw + c
+		copy(row[:cols], g.w[o:o+cols])
+		clear(row[cols:])
+	}
+}
