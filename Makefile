@@ -46,3 +46,5 @@ fuzz:
 	$(GO) test ./weights/npy -run '^$$' -fuzz FuzzReadNPY -fuzztime 30s
 	$(GO) test ./transformer/tokenizer -run '^$$' -fuzz FuzzGPT2Encode -fuzztime 30s
 	$(GO) test ./transformer/tokenizer -run '^$$' -fuzz FuzzWordPiece -fuzztime 30s
+	$(GO) test ./forensics/bundle -run '^$$' -fuzz FuzzParseManifest -fuzztime 30s
+	$(GO) test ./forensics/bundle -run '^$$' -fuzz FuzzDecodeActivations -fuzztime 30s

@@ -52,6 +52,10 @@ func commands() []command {
 		{"scenario", "make and check failure scenarios with planted ground truth", cmdScenario},
 		{"bundle", "verify, inspect, pack or unpack an incident bundle", cmdBundle},
 		{"replay", "re-run a bundle's incident, prove it bit for bit, then intervene", cmdReplay},
+		{"baseline", "CF baseline: per-hook compressibility and sketch distributions over benign prompts", cmdBaseline},
+		{"analyze", "analyse an incident bundle: fx analyze cf BUNDLE ranks layers and positions by anomaly", cmdAnalyze},
+		{"eval", "evaluate an analysis stage on planted-failure scenarios: fx eval cf SCENARIO_DIR", cmdEval},
+		{"certificate", "verify a fix-set certificate by replaying every claim", cmdCertificate},
 	}
 }
 

@@ -23,7 +23,7 @@ func (b *Backend) AttnScores(q, k *engine.Tensor, scale float32, mask engine.Att
 	}
 	out := output(nb, h, tq, tk)
 	od := out.Host()
-	a := attnShape{nb: nb, tq: tq, tk: tk, h: h, dh: dh}
+	a := attnShape{nb: nb, tq: tq, tk: tk, h: h, dh: dh, simd: b.simd}
 	b.parallel(nb*h*tq, tk*dh, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			a.scoresRow(od[r*tk:(r+1)*tk], qd, kd, scale, mask, r)
@@ -33,9 +33,23 @@ func (b *Backend) AttnScores(q, k *engine.Tensor, scale float32, mask engine.Att
 }
 
 // attnShape is the shape of an attention: batch, queries, keys, heads and
-// the head size. Row r of the [B, H, Tq, Tk] scores is query r%Tq of head
+// the head size, and the SIMD kernels to use (nil: pure Go; they give the
+// same bits). Row r of the [B, H, Tq, Tk] scores is query r%Tq of head
 // r/Tq%H of sequence r/(H·Tq).
-type attnShape struct{ nb, tq, tk, h, dh int }
+type attnShape struct {
+	nb, tq, tk, h, dh int
+	simd              *simdKernels
+}
+
+// attnScratch is a worker's scratch for mixRow: Tk capacity each.
+type attnScratch struct {
+	w   []float32
+	off []int
+}
+
+func newAttnScratch(tk int) *attnScratch {
+	return &attnScratch{w: make([]float32, 0, tk), off: make([]int, 0, tk)}
+}
 
 // scoresRow writes row r of the scores (see AttnScores) to o.
 func (a *attnShape) scoresRow(o, qd, kd []float32, scale float32, mask engine.AttnMask, r int) {
@@ -48,8 +62,29 @@ func (a *attnShape) scoresRow(o, qd, kd []float32, scale float32, mask engine.At
 	}
 	negInf := float32(math.Inf(-1))
 	o = o[:a.tk]
+	// Keys at and past end are masked by causality.
+	end := a.tk
+	if mask.Causal {
+		end = max(0, min(a.tk, i+mask.QueryOffset+1))
+	}
+	if a.simd != nil && a.simd.dots != nil && a.dh%8 == 0 && a.dh > 0 && end > 0 {
+		ko := (bi*a.tk*a.h + hh) * a.dh
+		_ = kd[ko : ko+(end-1)*a.h*a.dh+a.dh]
+		a.simd.dots(&qrow[0], &kd[ko], a.h*a.dh, end, a.dh, &o[0])
+		for j := range end {
+			if valid != nil && valid[j] == 0 {
+				o[j] = negInf
+			} else {
+				o[j] *= scale
+			}
+		}
+		for j := end; j < len(o); j++ {
+			o[j] = negInf
+		}
+		return
+	}
 	for j := range o {
-		if (mask.Causal && j > i+mask.QueryOffset) || (valid != nil && valid[j] == 0) {
+		if j >= end || (valid != nil && valid[j] == 0) {
 			o[j] = negInf
 			continue
 		}
@@ -59,26 +94,29 @@ func (a *attnShape) scoresRow(o, qd, kd []float32, scale float32, mask engine.At
 }
 
 // mixRow adds row r of pattern·v (see AttnMix) to z, zero on entry: p is
-// the row of weights; keys is scratch of capacity Tk.
-func (a *attnShape) mixRow(z, p, vd []float32, keys []int, r int) {
+// the row of weights.
+func (a *attnShape) mixRow(z, p, vd []float32, sc *attnScratch, r int) {
 	bi, hh := r/(a.h*a.tq), r/a.tq%a.h
-	keys = keys[:0]
+	// The keys whose weight is not zero, in order.
+	w, off := sc.w[:0], sc.off[:0]
 	for j, pj := range p {
 		if pj != 0 {
-			keys = append(keys, j)
+			w = append(w, pj)
+			off = append(off, ((bi*a.tk+j)*a.h+hh)*a.dh)
 		}
 	}
-	vrow := func(j int) []float32 {
-		vo := ((bi*a.tk+j)*a.h + hh) * a.dh
-		return vd[vo : vo+a.dh]
+	if a.simd != nil && a.simd.mix != nil && a.dh%32 == 0 && a.dh > 0 && len(w) > 0 {
+		_ = vd[off[len(off)-1] : off[len(off)-1]+a.dh]
+		a.simd.mix(&z[0], a.dh, &w[0], &off[0], len(w), &vd[0])
+		return
 	}
+	vrow := func(n int) []float32 { return vd[off[n] : off[n]+a.dh] }
 	n := 0
-	for ; n+4 <= len(keys); n += 4 {
-		j := keys[n : n+4 : n+4]
-		axpy1x4(z, p[j[0]], p[j[1]], p[j[2]], p[j[3]], vrow(j[0]), vrow(j[1]), vrow(j[2]), vrow(j[3]))
+	for ; n+4 <= len(w); n += 4 {
+		axpy1x4(z, w[n], w[n+1], w[n+2], w[n+3], vrow(n), vrow(n+1), vrow(n+2), vrow(n+3))
 	}
-	for _, j := range keys[n:] {
-		axpy1x1(z, p[j], vrow(j))
+	for ; n < len(w); n++ {
+		axpy1x1(z, w[n], vrow(n))
 	}
 }
 
@@ -96,13 +134,13 @@ func (b *Backend) AttnMix(pattern, v *engine.Tensor) *engine.Tensor {
 	dh := v.Dim(3)
 	out := output(nb, tq, h, dh)
 	od := out.Host()
-	a := attnShape{nb: nb, tq: tq, tk: tk, h: h, dh: dh}
+	a := attnShape{nb: nb, tq: tq, tk: tk, h: h, dh: dh, simd: b.simd}
 	b.parallel(nb*h*tq, tk*dh, func(lo, hi int) {
-		keys := make([]int, 0, tk)
+		sc := newAttnScratch(tk)
 		for r := lo; r < hi; r++ {
 			bi, hh, i := r/(h*tq), r/tq%h, r%tq
 			zo := ((bi*tq+i)*h + hh) * dh
-			a.mixRow(od[zo:zo+dh], pd[r*tk:(r+1)*tk], vd, keys, r)
+			a.mixRow(od[zo:zo+dh], pd[r*tk:(r+1)*tk], vd, sc, r)
 		}
 	})
 	return out
@@ -126,17 +164,17 @@ func (b *Backend) Attention(q, k, v *engine.Tensor, scale float32, mask engine.A
 	}
 	out := output(nb, tq, h, dh)
 	od := out.Host()
-	a := attnShape{nb: nb, tq: tq, tk: tk, h: h, dh: dh}
+	a := attnShape{nb: nb, tq: tq, tk: tk, h: h, dh: dh, simd: b.simd}
 	b.parallel(nb*h*tq, 2*tk*dh+16*tk, func(lo, hi int) {
 		scores, p := make([]float32, tk), make([]float32, tk)
 		e := make([]float64, tk)
-		keys := make([]int, 0, tk)
+		sc := newAttnScratch(tk)
 		for r := lo; r < hi; r++ {
 			bi, hh, i := r/(h*tq), r/tq%h, r%tq
 			a.scoresRow(scores, qd, kd, scale, mask, r)
 			softmaxRow(p, scores, e)
 			zo := ((bi*tq+i)*h + hh) * dh
-			a.mixRow(od[zo:zo+dh], p, vd, keys, r)
+			a.mixRow(od[zo:zo+dh], p, vd, sc, r)
 		}
 	})
 	return out

@@ -66,12 +66,30 @@ import (
 )
 
 // Backend is the host backend. Its zero value is not usable; call New. A
-// Backend holds no mutable state and is safe for concurrent use.
+// Backend holds no mutable state but pools of scratch buffers, which never
+// change results, and is safe for concurrent use.
 type Backend struct {
 	workers int          // 0: runtime.GOMAXPROCS(0), read at each op
 	kernels Kernels      // as asked for by WithKernels
-	simd    *simdKernels // the matmul kernels, nil for KernelsGo
+	simd    *simdKernels // the SIMD kernels, nil for KernelsGo
+	// Scratch for the SIMD matmul: packed x, and a worker's packed w.
+	packedX, packedW *bufPool
 }
+
+// bufPool recycles float32 scratch buffers between ops. A buffer from get
+// holds arbitrary values; ops overwrite what they read.
+type bufPool struct{ p sync.Pool }
+
+// get returns a buffer of n values.
+func (bp *bufPool) get(n int) []float32 {
+	if v, ok := bp.p.Get().(*[]float32); ok && cap(*v) >= n {
+		return (*v)[:n]
+	}
+	return make([]float32, n)
+}
+
+// put returns b to the pool.
+func (bp *bufPool) put(b []float32) { bp.p.Put(&b) }
 
 // Kernels names a set of compute kernels of the backend.
 type Kernels string
@@ -121,7 +139,7 @@ func WithKernels(k Kernels) Option {
 
 // New returns a CPU backend. It detects the CPU's features once, here.
 func New(opts ...Option) *Backend {
-	b := &Backend{kernels: KernelsAuto}
+	b := &Backend{kernels: KernelsAuto, packedX: &bufPool{}, packedW: &bufPool{}}
 	for _, o := range opts {
 		o(b)
 	}

@@ -250,3 +250,39 @@ func TestAttentionBits(t *testing.T) {
 		}
 	}
 }
+
+// TestAttentionKernelsBits checks that the attention ops give the same bits
+// with every set of kernels: the SIMD dot products and mixes keep the
+// pure-Go order (eight partial sums; products rounded before adding).
+func TestAttentionKernelsBits(t *testing.T) {
+	sets := kernelSets(t, cpu.WithWorkers(2))
+	for _, dh := range []int{8, 24, 32, 64, 128} {
+		const nb, tt, h = 2, 21, 3
+		valid := make([]int32, nb*tt)
+		for i := range valid {
+			valid[i] = int32(min(1, (i+1)%4))
+		}
+		mask := engine.AttnMask{Causal: true, KeyValid: valid}
+		t.Run(fmt.Sprintf("dh=%d", dh), func(t *testing.T) {
+			var want map[string][]float32
+			for kn, be := range sets {
+				q := be.FromHost(randSlice(1, nb*tt*h*dh), nb, tt, h, dh)
+				k := be.FromHost(randSlice(2, nb*tt*h*dh), nb, tt, h, dh)
+				v := be.FromHost(randSlice(3, nb*tt*h*dh), nb, tt, h, dh)
+				scores := be.AttnScores(q, k, 0.3, mask)
+				got := map[string][]float32{
+					"AttnScores": scores.Host(),
+					"AttnMix":    be.AttnMix(be.Softmax(scores), v).Host(),
+					"Attention":  be.Attention(q, k, v, 0.3, mask).Host(),
+				}
+				if want == nil {
+					want = got
+					continue
+				}
+				for op, w := range want {
+					sameBits(t, w, got[op], kn, op)
+				}
+			}
+		})
+	}
+}

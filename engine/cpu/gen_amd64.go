@@ -51,6 +51,9 @@ func main() {
 		gemv(&w, rows)
 	}
 	gelu(&w)
+	dots(&w)
+	mix(&w)
+	prefetch(&w)
 	if err := os.WriteFile(*out, []byte(w.String()), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -511,5 +514,155 @@ func gelu(w *strings.Builder) {
 	a.op("JNZ loop")
 	a.label("done")
 	a.op("VZEROUPPER")
+	a.op("RET")
+}
+
+// hsum writes the sum of the 8 lanes of Yi to Xi's lane 0 in the order of
+// the pure-Go dot: ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)); Xt is scratch.
+func hsum(a asm, i, t int) {
+	a.op("VEXTRACTF128 $1, Y%d, X%d", i, t)
+	a.op("VADDPS X%d, X%d, X%d", t, i, i) // s0+s4, s1+s5, s2+s6, s3+s7
+	a.op("VMOVHLPS X%d, X%d, X%d", i, i, t)
+	a.op("VADDPS X%d, X%d, X%d", t, i, i) // (s0+s4)+(s2+s6), (s1+s5)+(s3+s7)
+	a.op("VMOVSHDUP X%d, X%d", i, t)
+	a.op("VADDSS X%d, X%d, X%d", t, i, i)
+}
+
+// dots writes dotsAVX2: out[j] = Σ q[i]·k[j·ldk+i] over i < dh for j < n,
+// dh a multiple of 8, with the arithmetic of the pure-Go dot: eight
+// partial sums (the lanes), products rounded before they are added
+// (VMULPS, VADDPS: no FMA), combined as hsum. Four keys at a time.
+func dots(w *strings.Builder) {
+	a := asm{w}
+	fmt.Fprintf(w, "\n// func dotsAVX2(q, k *float32, ldk, n, dh int, out *float32)\n")
+	fmt.Fprintf(w, "TEXT ·dotsAVX2(SB), NOSPLIT, $0-48\n")
+	a.op("MOVQ q+0(FP), SI")
+	a.op("MOVQ k+8(FP), DI")
+	a.op("MOVQ ldk+16(FP), R8")
+	a.op("MOVQ n+24(FP), CX")
+	a.op("MOVQ dh+32(FP), R9")
+	a.op("MOVQ out+40(FP), DX")
+	a.op("SHLQ $2, R8")
+	a.op("SHLQ $2, R9")
+	a.op("LEAQ (R8)(R8*2), R10")
+	a.label("quad")
+	a.op("CMPQ CX, $4")
+	a.op("JLT single")
+	for i := range 4 {
+		a.op("VXORPS Y%d, Y%d, Y%d", i, i, i)
+	}
+	a.op("XORQ AX, AX")
+	a.label("qloop")
+	a.op("VMOVUPS (SI)(AX*1), Y4")
+	a.op("LEAQ (DI)(AX*1), BX")
+	for i, addr := range []string{"(BX)", "(BX)(R8*1)", "(BX)(R8*2)", "(BX)(R10*1)"} {
+		a.op("VMULPS %s, Y4, Y%d", addr, 5+i)
+		a.op("VADDPS Y%d, Y%d, Y%d", 5+i, i, i)
+	}
+	a.op("ADDQ $32, AX")
+	a.op("CMPQ AX, R9")
+	a.op("JLT qloop")
+	for i := range 4 {
+		hsum(a, i, 5)
+		a.op("VMOVSS X%d, %d(DX)", i, 4*i)
+	}
+	a.op("ADDQ $16, DX")
+	a.op("LEAQ (DI)(R8*4), DI")
+	a.op("SUBQ $4, CX")
+	a.op("JMP quad")
+	a.label("single")
+	a.op("TESTQ CX, CX")
+	a.op("JZ done")
+	a.op("VXORPS Y0, Y0, Y0")
+	a.op("XORQ AX, AX")
+	a.label("sloop")
+	a.op("VMOVUPS (SI)(AX*1), Y4")
+	a.op("VMULPS (DI)(AX*1), Y4, Y5")
+	a.op("VADDPS Y5, Y0, Y0")
+	a.op("ADDQ $32, AX")
+	a.op("CMPQ AX, R9")
+	a.op("JLT sloop")
+	hsum(a, 0, 5)
+	a.op("VMOVSS X0, (DX)")
+	a.op("ADDQ $4, DX")
+	a.op("ADDQ R8, DI")
+	a.op("DECQ CX")
+	a.op("JMP single")
+	a.label("done")
+	a.op("VZEROUPPER")
+	a.op("RET")
+}
+
+// mix writes mixAVX2: z[i] += w[j]·v[off[j]+i] for j < n in order, i < dh,
+// dh a multiple of 32, each product rounded before it is added (VMULPS,
+// VADDPS), as the pure-Go axpy: 32 values of z at a time in registers.
+func mix(w *strings.Builder) {
+	a := asm{w}
+	fmt.Fprintf(w, "\n// func mixAVX2(z *float32, dh int, w *float32, off *int, n int, v *float32)\n")
+	fmt.Fprintf(w, "TEXT ·mixAVX2(SB), NOSPLIT, $0-48\n")
+	a.op("MOVQ z+0(FP), DX")
+	a.op("MOVQ dh+8(FP), R9")
+	a.op("MOVQ w+16(FP), SI")
+	a.op("MOVQ off+24(FP), R11")
+	a.op("MOVQ n+32(FP), CX")
+	a.op("MOVQ v+40(FP), DI")
+	a.op("SHLQ $2, R9")
+	a.op("XORQ R12, R12")
+	a.label("chunk")
+	a.op("CMPQ R12, R9")
+	a.op("JGE done")
+	for i := range 4 {
+		a.op("VMOVUPS %d(DX)(R12*1), Y%d", 32*i, i)
+	}
+	a.op("XORQ R13, R13")
+	a.label("key")
+	a.op("CMPQ R13, CX")
+	a.op("JGE store")
+	a.op("VBROADCASTSS (SI)(R13*4), Y4")
+	a.op("MOVQ (R11)(R13*8), AX")
+	a.op("LEAQ (DI)(AX*4), BX")
+	a.op("ADDQ R12, BX")
+	for i := range 4 {
+		a.op("VMULPS %d(BX), Y4, Y%d", 32*i, 5+i)
+		a.op("VADDPS Y%d, Y%d, Y%d", 5+i, i, i)
+	}
+	a.op("INCQ R13")
+	a.op("JMP key")
+	a.label("store")
+	for i := range 4 {
+		a.op("VMOVUPS Y%d, %d(DX)(R12*1)", i, 32*i)
+	}
+	a.op("ADDQ $128, R12")
+	a.op("JMP chunk")
+	a.label("done")
+	a.op("VZEROUPPER")
+	a.op("RET")
+}
+
+// prefetch writes prefetchRowsAVX2, which asks for rows rows of bytes bytes
+// each, lds floats apart, to be brought into L2 (PREFETCHT1): the driver
+// fetches the next block of w from memory while the kernels compute.
+func prefetch(w *strings.Builder) {
+	a := asm{w}
+	fmt.Fprintf(w, "\n// func prefetchRowsAVX2(src *float32, lds, rows, bytes int)\n")
+	fmt.Fprintf(w, "TEXT ·prefetchRowsAVX2(SB), NOSPLIT, $0-32\n")
+	a.op("MOVQ src+0(FP), SI")
+	a.op("MOVQ lds+8(FP), R8")
+	a.op("MOVQ rows+16(FP), CX")
+	a.op("MOVQ bytes+24(FP), R9")
+	a.op("SHLQ $2, R8")
+	a.op("TESTQ CX, CX")
+	a.op("JZ done")
+	a.label("row")
+	a.op("XORQ AX, AX")
+	a.label("line")
+	a.op("PREFETCHT1 (SI)(AX*1)")
+	a.op("ADDQ $64, AX")
+	a.op("CMPQ AX, R9")
+	a.op("JLT line")
+	a.op("ADDQ R8, SI")
+	a.op("DECQ CX")
+	a.op("JNZ row")
+	a.label("done")
 	a.op("RET")
 }

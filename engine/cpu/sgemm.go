@@ -56,6 +56,15 @@ type simdKernels struct {
 	// geluTanh writes GELU (engine.GELUTanh) of src[:n] to dst[:n], n a
 	// multiple of 8, each element independently of the others; or is nil.
 	geluTanh func(dst, src *float32, n int)
+	// dots writes out[j] = dot(q[:dh], k[j·ldk:j·ldk+dh]) for j < n, dh a
+	// multiple of 8, with the bits of the pure-Go dot; or is nil.
+	dots func(q, k *float32, ldk, n, dh int, out *float32)
+	// mix adds w[j]·v[off[j]:off[j]+dh] to z[:dh] for j < n in order, dh a
+	// multiple of 32, with the bits of the pure-Go axpy; or is nil.
+	mix func(z *float32, dh int, w *float32, off *int, n int, v *float32)
+	// prefetchRows asks the CPU to bring rows rows of bytes bytes each,
+	// lds floats apart from src, into cache; or is nil.
+	prefetchRows func(src *float32, lds, rows, bytes int)
 }
 
 const (
@@ -103,13 +112,20 @@ func (b *Backend) gemmSIMD(s *simdKernels, jobs []gemm) {
 	type rowTile struct{ job, m0 int }
 	var rowTiles []rowTile
 	packed := make([][]float32, len(jobs))
-	maxK := 0
+	total, maxK := 0, 0
+	for j := range jobs {
+		if g := &jobs[j]; g.m > 0 && g.n > 0 {
+			total += g.m * g.k
+		}
+	}
+	all := b.packedX.get(total)
+	defer b.packedX.put(all)
 	for j := range jobs {
 		g := &jobs[j]
 		if g.m == 0 || g.n == 0 || g.k == 0 {
 			continue
 		}
-		packed[j] = make([]float32, g.m*g.k)
+		packed[j], all = all[:g.m*g.k:g.m*g.k], all[g.m*g.k:]
 		maxK = max(maxK, g.k)
 		for m0 := 0; m0 < g.m; m0 += kernelRows {
 			rowTiles = append(rowTiles, rowTile{j, m0})
@@ -152,9 +168,15 @@ func (b *Backend) gemmSIMD(s *simdKernels, jobs []gemm) {
 		cost = max(cost, g.m*tp*panelCols*g.k)
 	}
 	b.parallel(len(tasks), cost, func(lo, hi int) {
-		var sc simdScratch
-		for _, t := range tasks[lo:hi] {
-			jobs[t.job].simdTask(s, packed[t.job], t.p0, t.p1, &sc)
+		sc := simdScratch{b: b.packedW.get(0)}
+		defer func() { b.packedW.put(sc.b) }()
+		for i, t := range tasks[lo:hi] {
+			next := blockRef{job: -1}
+			if lo+i+1 < hi {
+				n := tasks[lo+i+1]
+				next = blockRef{n.job, n.p0, n.p1}
+			}
+			jobs[t.job].simdTask(s, packed[t.job], t.p0, t.p1, &sc, jobs, next)
 		}
 	})
 }
@@ -178,6 +200,16 @@ func (g *gemm) packRows(ap []float32, m0 int) {
 	for pc := 0; pc < g.k; pc += kc {
 		kb := min(kc, g.k-pc)
 		dst := ap[pc*g.m+m0*kb : pc*g.m+(m0+rows)*kb]
+		if rows == kernelRows {
+			row := func(i int) []float32 { return g.x[(m0+i)*g.ldx+pc : (m0+i)*g.ldx+pc+kb] }
+			r0, r1, r2, r3, r4, r5 := row(0), row(1), row(2), row(3), row(4), row(5)
+			r1, r2, r3, r4, r5 = r1[:len(r0)], r2[:len(r0)], r3[:len(r0)], r4[:len(r0)], r5[:len(r0)]
+			for p, v := range r0 {
+				o := dst[6*p : 6*p+6 : 6*p+6]
+				o[0], o[1], o[2], o[3], o[4], o[5] = v, r1[p], r2[p], r3[p], r4[p], r5[p]
+			}
+			continue
+		}
 		for i := range rows {
 			src := g.x[(m0+i)*g.ldx+pc : (m0+i)*g.ldx+pc+kb]
 			for p, v := range src {
@@ -211,9 +243,25 @@ func (g *gemm) kc() int {
 	return simdKC
 }
 
+// blockRef names a task, by its job and panels, whose first block of w a
+// task prefetches while it computes its last; job -1 is none.
+type blockRef struct{ job, p0, p1 int }
+
+// wRegion returns the part of w that the block of k at pc (kb values) of
+// panels [p0, p1) packs: rows rows of bytes bytes, the first at w[off],
+// g.ldw apart.
+func (g *gemm) wRegion(pc, kb, p0, p1 int) (off, rows, bytes int) {
+	n0, n1 := p0*panelCols, min(p1*panelCols, g.n)
+	if g.transW {
+		return n0*g.ldw + pc, n1 - n0, 4 * kb
+	}
+	return pc*g.ldw + n0, kb, 4 * (n1 - n0)
+}
+
 // simdTask computes the output columns of panels [p0, p1), with x packed
-// in ap by packRows.
-func (g *gemm) simdTask(s *simdKernels, ap []float32, p0, p1 int, sc *simdScratch) {
+// in ap by packRows. While it computes a block it prefetches the next one
+// of w, or the first block of task next of jobs.
+func (g *gemm) simdTask(s *simdKernels, ap []float32, p0, p1 int, sc *simdScratch, jobs []gemm, next blockRef) {
 	n0, n1 := p0*panelCols, min(p1*panelCols, g.n)
 	full := (n1 - n0) / panelCols       // panels of 16 columns
 	partial := n1 - n0 - full*panelCols // columns of the last panel, if short
@@ -275,6 +323,23 @@ func (g *gemm) simdTask(s *simdKernels, ap []float32, p0, p1 int, sc *simdScratc
 				clear(sc.bias[partial:])
 			}
 		}
+		// The next block of w to prefetch, a row per kernel call: rows of
+		// pfW from pfOff, pfLd apart.
+		var pfW []float32
+		pfOff, pfRows, pfBytes, pfLd := 0, 0, 0, g.ldw
+		if pack && s.prefetchRows != nil && !g.streamW() {
+			if !last {
+				pfW = g.w
+				pfOff, pfRows, pfBytes = g.wRegion(pc+kb, min(kc, g.k-pc-kb), p0, p1)
+			} else if next.job >= 0 {
+				ng := &jobs[next.job]
+				if ng.pack() && !ng.streamW() && ng.k > 0 {
+					pfW, pfLd = ng.w, ng.ldw
+					pfOff, pfRows, pfBytes = ng.wRegion(0, min(ng.kc(), ng.k), next.p0, next.p1)
+				}
+			}
+		}
+		prefetched := 0
 		for m0 := 0; m0 < g.m; m0 += simdMC {
 			m1 := min(m0+simdMC, g.m)
 			mFull := m0 + (m1-m0)/kernelRows*kernelRows
@@ -284,6 +349,10 @@ func (g *gemm) simdTask(s *simdKernels, ap []float32, p0, p1 int, sc *simdScratc
 				for m := m0; m < mFull; m += kernelRows {
 					g.check(m, kernelRows, n0+q*panelCols, panelCols)
 					k6(kb, &ap[pc*g.m+m*kb], b, ldb, pstride, &g.out[m*g.ldo+n0+q*panelCols], g.ldo, load, bs)
+					if prefetched < pfRows {
+						s.prefetchRows(&pfW[pfOff+prefetched*pfLd], pfLd, 1, pfBytes)
+						prefetched++
+					}
 				}
 			}
 			if r := m1 - mFull; r > 0 {
@@ -312,6 +381,9 @@ func (g *gemm) simdTask(s *simdKernels, ap []float32, p0, p1 int, sc *simdScratc
 					}
 				}
 			}
+		}
+		if prefetched < pfRows {
+			s.prefetchRows(&pfW[pfOff+prefetched*pfLd], pfLd, pfRows-prefetched, pfBytes)
 		}
 	}
 }

@@ -12,7 +12,8 @@ func avx2Kernels() *simdKernels {
 	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
 		return nil
 	}
-	k := &simdKernels{name: KernelsAVX2, packT16: packT16AVX2, packN16: packN16AVX2, geluTanh: geluTanhAVX2}
+	k := &simdKernels{name: KernelsAVX2, packT16: packT16AVX2, packN16: packN16AVX2, geluTanh: geluTanhAVX2,
+		dots: dotsAVX2, mix: mixAVX2, prefetchRows: prefetchRowsAVX2}
 	k.tile[6][1] = sgemmAVX2_6x16
 	k.tile[5][1] = sgemmAVX2_5x16
 	k.tile[4][1] = sgemmAVX2_4x16
@@ -79,3 +80,12 @@ func sgemvAVX2_3(k int, a, b *float32, ldb int, c *float32, ldc, n int, bias *fl
 
 //go:noescape
 func geluTanhAVX2(dst, src *float32, n int)
+
+//go:noescape
+func dotsAVX2(q, k *float32, ldk, n, dh int, out *float32)
+
+//go:noescape
+func mixAVX2(z *float32, dh int, w *float32, off *int, n int, v *float32)
+
+//go:noescape
+func prefetchRowsAVX2(src *float32, lds, rows, bytes int)

@@ -133,8 +133,17 @@ func WriteActivations(w io.Writer, records []HookRecord, level int) error {
 		return fmt.Errorf("bundle: compression level %d is outside [0, 9]", level)
 	}
 	zw := zip.NewWriter(w)
+	// Entries are written one after another: one compressor, reset for
+	// each, saves allocating its tables hundreds of times.
+	var fw *flate.Writer
 	zw.RegisterCompressor(zip.Deflate, func(out io.Writer) (io.WriteCloser, error) {
-		return flate.NewWriter(out, level)
+		if fw == nil {
+			var err error
+			fw, err = flate.NewWriter(out, level)
+			return fw, err
+		}
+		fw.Reset(out)
+		return fw, nil
 	})
 	method := zip.Deflate
 	if level == 0 {

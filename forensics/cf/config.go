@@ -2,6 +2,7 @@ package cf
 
 import (
 	"bytes"
+	_ "embed" // config.yaml
 	"errors"
 	"fmt"
 	"io"
@@ -52,13 +53,20 @@ type BaselineConfig struct {
 	MinSamples int `yaml:"min_samples"`
 }
 
+// SectionYAML returns the cf section as configs/default.yaml documents it
+// (forensics/cf/config.yaml): DefaultConfig's values, each key explained.
+func SectionYAML() []byte { return bytes.Clone(sectionYAML) }
+
+//go:embed config.yaml
+var sectionYAML []byte
+
 // DefaultConfig returns the defaults of configs/default.yaml's cf section.
 func DefaultConfig() Config {
 	return Config{
 		Quantize:    Int8,
 		ZstdLevel:   3,
 		MinRowBytes: 32,
-		Values:      []string{"blocks.*.hook_resid_pre", "blocks.*.hook_resid_mid", "blocks.*.hook_resid_post"},
+		Values:      []string{"*"},
 		Exclude: []string{"blocks.*.hook_resid_pre", "blocks.*.hook_resid_mid", "blocks.*.hook_resid_post",
 			"blocks.*.ln1.hook_scale", "blocks.*.ln2.hook_scale"},
 		Signals:   []string{string(Compression), string(Norm), string(Projection)},

@@ -3,6 +3,7 @@ package cf
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math"
 	"path/filepath"
@@ -31,8 +32,12 @@ type EvalOptions struct {
 	// Config holds CF's settings.
 	Config Config
 	// SignalSets are the combinations of signals scored, each a row of the
-	// result; nil means each signal alone, then all of them.
+	// result; nil means each signal alone, norm+projection, then all of
+	// them.
 	SignalSets [][]Signal
+	// Variants are the ways of providing the activations to compress; nil
+	// means DefaultVariants(Config.Values).
+	Variants []Variant
 	// Log, when not nil, receives progress lines.
 	Log io.Writer
 }
@@ -57,8 +62,8 @@ type EvalResult struct {
 	Failing           int `json:"failing"`
 	Benign            int `json:"benign"`
 	BenignWithTrigger int `json:"benign_with_trigger"`
-	// Values are the hooks whose activations were compressed.
-	Values []string `json:"values"`
+	// Variants are the ways the activations were provided.
+	Variants []Variant `json:"variants"`
 	// Rows holds the metrics of each signal set.
 	Rows []EvalRow `json:"rows"`
 	// Seconds is the evaluation's wall time; PerPrompt the mean time to
@@ -69,6 +74,9 @@ type EvalResult struct {
 
 // EvalRow holds the metrics of one signal set.
 type EvalRow struct {
+	// Variant names the variant ("any" for a set without compression,
+	// which does not depend on it).
+	Variant string `json:"variant"`
 	// Signals names the set ("compression", "compression+norm+projection").
 	Signals string `json:"signals"`
 	// Top1 and Top2 are the fractions of failing prompts with a planted
@@ -113,17 +121,60 @@ func PlantedLayers(t *scenario.GroundTruth) []int {
 	return out
 }
 
+// Variant is a way of getting the activations CF compresses: the hooks
+// whose values it has, as a bundle of some level provides them.
+type Variant struct {
+	// Name names the variant in the results ("full", "layer").
+	Name string `json:"name"`
+	// Values are the hooks whose activations are compressed.
+	Values []string `json:"values"`
+}
+
+// DefaultVariants returns the variants Evaluate reports by default:
+// "full", the activations of values (as a full bundle, or a minimal one
+// replayed, provides them), and "layer", the residual stream alone (as a
+// layer bundle provides it without the model).
+func DefaultVariants(values []string) []Variant {
+	return []Variant{{Name: "full", Values: values}, {Name: "layer", Values: ResidualHooks()}}
+}
+
+// ResidualHooks returns the patterns of the residual stream, what a layer
+// bundle stores.
+func ResidualHooks() []string {
+	return []string{"blocks.*.hook_resid_pre", "blocks.*.hook_resid_mid", "blocks.*.hook_resid_post"}
+}
+
+// withValues returns run with only the activations of the values patterns.
+func withValues(run Run, values []string) Run {
+	out := run
+	out.Record.Hooks = slices.Clone(run.Record.Hooks)
+	out.Hooks = slices.Clone(run.Hooks)
+	for i, h := range out.Record.Hooks {
+		if h.Stored && !matchAny(values, h.Name) {
+			out.Record.Hooks[i].Stored = false
+			out.Hooks[i].Raw = nil
+		}
+	}
+	return out
+}
+
+// hasCompression reports whether a signal set holds the compression
+// signal, the only one that depends on the variant.
+func hasCompression(set []Signal) bool { return slices.Contains(set, Compression) }
+
 // Evaluate runs CF on a scenario. Every prompt of prompts.jsonl, and
 // every benign prompt of calibration.jsonl, is recorded as an incident
 // would be (GPT-2 generating the detector's max new tokens greedily) and
-// measured. The evaluation prompts are dealt into two folds; the prompts
-// of a fold are scored against a baseline of the calibration prompts and
-// the other fold's benign prompts (cross-fitting: no prompt is scored
-// against a baseline that holds it, and both baselines see every kind of
-// benign prompt). For each signal set it reports, over the failing
-// prompts, the rank of the best-ranked planted layer among all layers, and
-// the AUROC of the per-prompt score separating failing from benign
-// prompts.
+// measured, once per variant. The evaluation prompts are dealt into two
+// folds (by a hash of their text); the prompts of a fold are scored
+// against a baseline of the calibration prompts and the other fold's
+// benign prompts (cross-fitting: no prompt is scored against a baseline
+// that holds it, and both baselines see every kind of benign prompt). For
+// each variant and signal set it reports, over the failing prompts, the
+// rank of the best-ranked planted layer among all layers, and the AUROC of
+// the per-prompt score separating failing from benign prompts. Signal sets
+// without compression do not depend on the variant and are reported for
+// the first one only.
 func Evaluate(ctx context.Context, dir string, m *transformer.Model, o EvalOptions) (*EvalResult, error) {
 	start := time.Now()
 	cfg := o.Config
@@ -153,8 +204,16 @@ func Evaluate(ctx context.Context, dir string, m *transformer.Model, o EvalOptio
 		}
 		sets = append(sets, []Signal{Norm, Projection}, AllSignals())
 	}
+	variants := o.Variants
+	if variants == nil {
+		variants = DefaultVariants(cfg.Values)
+	}
+	var union []string
+	for _, v := range variants {
+		union = append(union, v.Values...)
+	}
 	res := &EvalResult{Scenario: s.Truth.Scenario, Size: string(s.Truth.Size), Model: s.Truth.Model, Layers: m.Config.Layers,
-		Planted: PlantedLayers(s.Truth), Values: cfg.Values}
+		Planted: PlantedLayers(s.Truth), Variants: variants}
 	trigger := map[int]bool{}
 	for _, t := range s.Truth.Trigger.Tokens {
 		trigger[t.ID] = true
@@ -165,124 +224,150 @@ func Evaluate(ctx context.Context, dir string, m *transformer.Model, o EvalOptio
 	}
 	defer c.Close()
 	sketch := bundle.Sketch{K: 8, Seed: 1, Hash: bundle.HashXXH64}
-	opts := RecordOptions(m, cfg.Values, sketch)
-	measure := func(text string) (*Features, bool, error) {
-		ids := m.Encode(text)
-		run, _, err := RecordPrompt(ctx, m, ids, maxNew, opts, cfg.Values)
-		if err != nil {
-			return nil, false, fmt.Errorf("cf: scenario %s: prompt %q: %w", dir, text, err)
-		}
-		f, err := Extract(run, c, cfg.MinRowBytes)
-		hasTrigger := slices.ContainsFunc(ids, func(id int) bool { return trigger[id] })
-		return f, hasTrigger, err
-	}
+	opts := RecordOptions(m, union, sketch)
 	type measured struct {
-		f           *Features
-		failing     bool
-		trigger     bool
-		fold        int
-		scoresBySet []*Scores
+		f       []*Features // per variant
+		failing bool
+		trigger bool
+		fold    int
+		scores  [][]*Scores // per variant, per set
 	}
-	var calibF []*Features
+	measure := func(text string) (*measured, error) {
+		ids := m.Encode(text)
+		run, _, err := RecordPrompt(ctx, m, ids, maxNew, opts, union)
+		if err != nil {
+			return nil, fmt.Errorf("cf: scenario %s: prompt %q: %w", dir, text, err)
+		}
+		e := &measured{trigger: slices.ContainsFunc(ids, func(id int) bool { return trigger[id] }), fold: fold(text)}
+		for _, v := range variants {
+			f, err := Extract(withValues(run, v.Values), c, cfg.MinRowBytes)
+			if err != nil {
+				return nil, err
+			}
+			e.f = append(e.f, f)
+		}
+		return e, nil
+	}
+	var calibM []*measured
 	for _, p := range calib {
 		if p.Kind != scenario.Benign {
 			continue
 		}
-		f, _, err := measure(p.Text)
+		e, err := measure(p.Text)
 		if err != nil {
 			return nil, err
 		}
-		calibF = append(calibF, f)
+		calibM = append(calibM, e)
 	}
 	var evals []*measured
-	nf, nb := 0, 0
 	for i, p := range s.Prompts {
-		f, trig, err := measure(p.Text)
+		e, err := measure(p.Text)
 		if err != nil {
 			return nil, err
 		}
-		e := &measured{f: f, failing: p.Kind == scenario.Failing, trigger: trig}
+		e.failing = p.Kind == scenario.Failing
 		if e.failing {
-			e.fold, nf = nf%2, nf+1
+			res.Failing++
 		} else {
-			e.fold, nb = nb%2, nb+1
+			res.Benign++
+			if e.trigger {
+				res.BenignWithTrigger++
+			}
 		}
 		evals = append(evals, e)
 		if o.Log != nil && (i+1)%25 == 0 {
 			fmt.Fprintf(o.Log, "%s %s: %d/%d prompts measured\n", res.Scenario, res.Size, i+1, len(s.Prompts))
 		}
 	}
-	res.Failing, res.Benign, res.BaselinePrompts = nf, nb, len(calibF)
-	bases := make([]*Baseline, 2)
-	for k := range bases {
-		acc := NewAccumulator(bundle.Model{Name: dir, Type: m.Config.ModelType, WeightsSHA256: "scenario"}, m.Config.Layers, sketch, c, cfg.MinRowBytes, maxNew)
-		for _, f := range calibF {
-			if err := acc.Add(f); err != nil {
-				return nil, err
-			}
-		}
-		for _, e := range evals {
-			if !e.failing && e.fold != k {
-				if err := acc.Add(e.f); err != nil {
+	res.BaselinePrompts = len(calibM)
+	for vi := range variants {
+		bases := make([]*Baseline, 2)
+		for k := range bases {
+			acc := NewAccumulator(bundle.Model{Name: dir, Type: m.Config.ModelType, WeightsSHA256: "scenario"}, m.Config.Layers, sketch, c, cfg.MinRowBytes, maxNew)
+			for _, e := range calibM {
+				if err := acc.Add(e.f[vi]); err != nil {
 					return nil, err
 				}
 			}
-		}
-		if bases[k], err = acc.Baseline(cfg.Baseline.MinSamples, time.Now()); err != nil {
-			return nil, err
-		}
-		res.FoldBaselines = append(res.FoldBaselines, bases[k].Prompts)
-	}
-	for _, e := range evals {
-		scored := Score(e.f, bases[e.fold], cfg.Exclude)
-		for _, set := range sets {
-			e.scoresBySet = append(e.scoresBySet, scored.Aggregate(set, cfg.Top, cfg.ZClip, cfg.Combine))
-		}
-	}
-	for k, set := range sets {
-		row := EvalRow{Signals: SetName(set), Ranks: make([]int, res.Layers)}
-		var ranks, failScores, benignScores, cleanScores []float64
-		for _, e := range evals {
-			sc := e.scoresBySet[k]
-			if !e.failing {
-				benignScores = append(benignScores, sc.Score)
-				if !e.trigger {
-					cleanScores = append(cleanScores, sc.Score)
+			for _, e := range evals {
+				if !e.failing && e.fold != k {
+					if err := acc.Add(e.f[vi]); err != nil {
+						return nil, err
+					}
 				}
+			}
+			if bases[k], err = acc.Baseline(cfg.Baseline.MinSamples, time.Now()); err != nil {
+				return nil, err
+			}
+			if vi == 0 {
+				res.FoldBaselines = append(res.FoldBaselines, bases[k].Prompts)
+			}
+		}
+		for _, e := range evals {
+			scored := Score(e.f[vi], bases[e.fold], cfg.Exclude)
+			var sc []*Scores
+			for _, set := range sets {
+				sc = append(sc, scored.Aggregate(set, cfg.Top, cfg.ZClip, cfg.Combine))
+			}
+			e.scores = append(e.scores, sc)
+		}
+	}
+	for vi, v := range variants {
+		for k, set := range sets {
+			if vi > 0 && !hasCompression(set) {
 				continue
 			}
-			failScores = append(failScores, sc.Score)
-			r := sc.Rank(res.Planted)
-			ranks = append(ranks, float64(r))
-			if r >= 1 && r <= len(row.Ranks) {
-				row.Ranks[r-1]++
+			row := EvalRow{Variant: v.Name, Signals: SetName(set), Ranks: make([]int, res.Layers)}
+			if !hasCompression(set) {
+				row.Variant = "any"
 			}
-			if r == 1 {
-				row.Top1++
+			var ranks, failScores, benignScores, cleanScores []float64
+			for _, e := range evals {
+				sc := e.scores[vi][k]
+				if !e.failing {
+					benignScores = append(benignScores, sc.Score)
+					if !e.trigger {
+						cleanScores = append(cleanScores, sc.Score)
+					}
+					continue
+				}
+				failScores = append(failScores, sc.Score)
+				r := sc.Rank(res.Planted)
+				ranks = append(ranks, float64(r))
+				if r >= 1 && r <= len(row.Ranks) {
+					row.Ranks[r-1]++
+				}
+				if r == 1 {
+					row.Top1++
+				}
+				if r >= 1 && r <= 2 {
+					row.Top2++
+				}
 			}
-			if r >= 1 && r <= 2 {
-				row.Top2++
+			if n := float64(len(ranks)); n > 0 {
+				row.Top1 /= n
+				row.Top2 /= n
+				row.MeanRank = mean(ranks)
+				row.MedianRank = Median(ranks)
 			}
-		}
-		if n := float64(len(ranks)); n > 0 {
-			row.Top1 /= n
-			row.Top2 /= n
-			row.MeanRank = mean(ranks)
-			row.MedianRank = Median(ranks)
-		}
-		row.AUROC = AUROC(failScores, benignScores)
-		row.AUROCNoTrigger = AUROC(failScores, cleanScores)
-		row.FailingScore, row.BenignScore = Median(failScores), Median(benignScores)
-		res.Rows = append(res.Rows, row)
-	}
-	for _, e := range evals {
-		if !e.failing && e.trigger {
-			res.BenignWithTrigger++
+			row.AUROC = AUROC(failScores, benignScores)
+			row.AUROCNoTrigger = AUROC(failScores, cleanScores)
+			row.FailingScore, row.BenignScore = Median(failScores), Median(benignScores)
+			res.Rows = append(res.Rows, row)
 		}
 	}
 	res.Seconds = time.Since(start).Seconds()
-	res.PerPrompt = res.Seconds / float64(len(evals)+len(calibF))
+	res.PerPrompt = res.Seconds / float64(len(evals)+len(calibM))
 	return res, nil
+}
+
+// fold deals a prompt into one of two folds by a hash of its text: the
+// prompt files are generated from templates in a fixed order, so a fold
+// by position in the file would follow the templates' period.
+func fold(text string) int {
+	h := fnv.New32a()
+	h.Write([]byte(text))
+	return int(h.Sum32() % 2)
 }
 
 func mean(xs []float64) float64 {
@@ -338,17 +423,17 @@ func AUROC(positives, negatives []float64) float64 {
 // scenario and signal set.
 func Table(results []*EvalResult) string {
 	var b strings.Builder
-	b.WriteString("| scenario | size | planted layers | signals | top-1 | top-2 | mean rank | AUROC | AUROC, benign without trigger | failing / benign (with trigger) / baseline prompts |\n")
-	b.WriteString("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	b.WriteString("| scenario | size | planted layers | activations | signals | top-1 | top-2 | mean rank | AUROC | AUROC, benign without trigger | failing / benign (with trigger) / calibration prompts |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, r := range results {
 		planted := make([]string, len(r.Planted))
 		for i, l := range r.Planted {
 			planted[i] = fmt.Sprint(l)
 		}
 		for _, row := range r.Rows {
-			fmt.Fprintf(&b, "| %s | %s | %s of %d | %s | %s | %s | %.2f | %s | %s | %d / %d (%d) / %d+%d |\n", r.Scenario, r.Size,
-				strings.Join(planted, ", "), r.Layers, row.Signals, pct(row.Top1), pct(row.Top2), row.MeanRank, num(row.AUROC),
-				num(row.AUROCNoTrigger), r.Failing, r.Benign, r.BenignWithTrigger, r.BaselinePrompts, r.Benign/2)
+			fmt.Fprintf(&b, "| %s | %s | %s of %d | %s | %s | %s | %s | %.2f | %s | %s | %d / %d (%d) / %d |\n", r.Scenario, r.Size,
+				strings.Join(planted, ", "), r.Layers, row.Variant, row.Signals, pct(row.Top1), pct(row.Top2), row.MeanRank, num(row.AUROC),
+				num(row.AUROCNoTrigger), r.Failing, r.Benign, r.BenignWithTrigger, r.BaselinePrompts)
 		}
 	}
 	return b.String()

@@ -52,7 +52,7 @@ func TestExp(t *testing.T) {
 		}
 		rs = append(rs, r)
 		for _, row := range r.Rows {
-			fmt.Println(r.Scenario, row.Signals, row.Ranks, row.FailingScore, row.BenignScore)
+			fmt.Println(r.Scenario, row.Variant, row.Signals, row.Ranks, row.FailingScore, row.BenignScore)
 		}
 		fmt.Printf("%.1fs\n", r.Seconds)
 	}

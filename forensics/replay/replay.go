@@ -463,7 +463,6 @@ func isAttention(hook string) bool {
 	return strings.HasSuffix(hook, "attn.hook_attn_scores") || strings.HasSuffix(hook, "attn.hook_pattern")
 }
 
-
 // absDiff returns |a-b|, infinite when exactly one is NaN or the infinities
 // differ, 0 when both are NaN or the same infinity.
 func absDiff(a, b float32) float64 {

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/modelforensics/fx/configs"
+	"github.com/modelforensics/fx/engine/cpu"
+	"github.com/modelforensics/fx/forensics/bundle"
+	"github.com/modelforensics/fx/forensics/cca"
+	"github.com/modelforensics/fx/forensics/cf"
+	"github.com/modelforensics/fx/forensics/scenario"
+	"github.com/modelforensics/fx/transformer"
+)
+
+// ccaEvalRow is the evaluation of one scenario at one granularity.
+type ccaEvalRow struct {
+	Scenario, Granularity string
+	Prompts, Certified    int
+	Flipped               int     // certified fixes whose detector verdict flipped on replay
+	MeanSize              float64 // mean fix-set size
+	MeanFrac              float64 // mean size / candidate sites
+	MeanActFrac           float64 // mean covered activations / candidate activations
+	Precision, Recall     float64 // against ground-truth causes (mean over certified)
+	StageRecall           float64 // recall within the planted stages the fix set touches
+	Forwards, Seconds     float64 // mean per prompt, all layers
+	CFForwards, CFSeconds float64 // mean per prompt, CF-flagged layers (CF time included)
+	SameSet               int     // prompts where CF→CCA found the same fix set
+	CFRuns                int
+	Errors                []string
+}
+
+// evalCCA is `fx eval cca SCENARIO_DIR...`: over each scenario's failing
+// prompts, the flip rate of certified fixes on replay, fix-set size,
+// ground-truth precision and recall, and CF→CCA against CCA over all
+// layers.
+func evalCCA(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("eval cca", stderr)
+	limit := fs.Int("prompts", 0, "sample at most this many failing prompts per scenario, evenly spaced (0: all)")
+	grans := fs.String("granularity", "neuron,head", "granularities to evaluate, comma-separated")
+	noCF := fs.Bool("no-cf", false, "skip the CF→CCA comparison (it builds a CF baseline from the benign prompts)")
+	config := fs.String("config", "", "YAML config file over configs/default.yaml (cf and cca sections)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("want: fx eval cca SCENARIO_DIR... [--prompts N]")
+	}
+	ccfg, err := ccaConfig(*config)
+	if err != nil {
+		return usageError{err}
+	}
+	cfCfg, err := cf.LoadConfig(cf.NamedYAML{Name: "configs/default.yaml", Data: configs.DefaultYAML()})
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	var rows []ccaEvalRow
+	for _, dir := range pos {
+		sc, err := scenario.Open(dir)
+		if err != nil {
+			return usageError{err}
+		}
+		m, err := sc.Load(cpu.New())
+		if err != nil {
+			return err
+		}
+		var base *cf.Baseline
+		if !*noCF {
+			var prompts [][]int
+			for _, p := range sc.PromptsOf(scenario.Benign) {
+				prompts = append(prompts, m.Encode(p.Text))
+			}
+			base, err = cf.BuildBaseline(ctx, m, prompts, cf.BaselineOptions{Config: cfCfg, Model: bundle.Model{Name: dir, Type: m.Config.ModelType}})
+			if err != nil {
+				return fmt.Errorf("eval cca: %s: cf baseline: %w", dir, err)
+			}
+		}
+		failing := sc.PromptsOf(scenario.Failing)
+		if *limit > 0 && len(failing) > *limit {
+			var pick []scenario.Prompt
+			for i := range *limit {
+				pick = append(pick, failing[i*len(failing) / *limit])
+			}
+			failing = pick
+		}
+		for _, g := range strings.Split(*grans, ",") {
+			cfg := ccfg
+			cfg.Granularity = strings.TrimSpace(g)
+			row, err := evalScenario(ctx, sc, m, failing, cfg, base, cfCfg)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, row)
+			fmt.Fprintln(stderr, formatEvalRow(row))
+		}
+		m.Close()
+	}
+	fmt.Fprintln(stdout, "| scenario | granularity | prompts | certified | flip rate | mean fix set | of candidate sites | of candidate activations | precision | recall (all causes) | recall (stages hit) | CCA all layers: forwards, s | CF→CCA: forwards, s | same fix set |")
+	fmt.Fprintln(stdout, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, r := range rows {
+		fmt.Fprintln(stdout, formatEvalRow(r))
+	}
+	for _, r := range rows {
+		for _, e := range r.Errors {
+			fmt.Fprintf(stdout, "- %s %s: %s\n", r.Scenario, r.Granularity, e)
+		}
+	}
+	return nil
+}
+
+func formatEvalRow(r ccaEvalRow) string {
+	n := float64(max(r.Certified, 1))
+	cfCol, same := "—", "—"
+	if r.CFRuns > 0 {
+		cfCol = fmt.Sprintf("%.1f, %.2f", r.CFForwards/float64(r.CFRuns), r.CFSeconds/float64(r.CFRuns))
+		same = fmt.Sprintf("%d/%d", r.SameSet, r.CFRuns)
+	}
+	return fmt.Sprintf("| %s | %s | %d | %d | %d/%d (%.0f%%) | %.2f | %.3f%% | %.4f%% | %.2f | %.2f | %.2f | %.1f, %.2f | %s | %s |",
+		r.Scenario, r.Granularity, r.Prompts, r.Certified, r.Flipped, r.Certified, 100*float64(r.Flipped)/n,
+		r.MeanSize/n, 100*r.MeanFrac/n, 100*r.MeanActFrac/n, r.Precision/n, r.Recall/n, r.StageRecall/n,
+		r.Forwards/n, r.Seconds/n, cfCol, same)
+}
+
+// evalScenario runs CCA on each failing prompt and scores the fix sets.
+func evalScenario(ctx context.Context, sc *scenario.Scenario, m *transformer.Model, prompts []scenario.Prompt, cfg cca.Config, base *cf.Baseline, cfCfg cf.Config) (ccaEvalRow, error) {
+	row := ccaEvalRow{Scenario: sc.Truth.Scenario + "/" + string(sc.Truth.Size), Granularity: cfg.Granularity, Prompts: len(prompts)}
+	causes := sc.Truth.Causes()
+	for _, pr := range prompts {
+		oc, out, err := sc.Check(ctx, m, pr.Text, nil)
+		if err != nil {
+			return row, err
+		}
+		if !oc.Failed {
+			row.Errors = append(row.Errors, fmt.Sprintf("%q does not fail", pr.Text))
+			continue
+		}
+		inc := cca.Incident{Text: pr.Text, PromptIDs: m.Encode(pr.Text), OutputIDs: out.Tokens, Label: out.Label}
+		p, err := cca.NewProblem(ctx, m, inc, "", sc)
+		if err != nil {
+			row.Errors = append(row.Errors, fmt.Sprintf("%q: %v", pr.Text, err))
+			continue
+		}
+		start := time.Now()
+		res, err := cca.Search(ctx, p, nil, cfg, nil)
+		if err != nil {
+			row.Errors = append(row.Errors, fmt.Sprintf("%q: %v", pr.Text, err))
+			continue
+		}
+		secs := time.Since(start).Seconds()
+		row.Certified++
+		row.Forwards += float64(res.Cost.Forwards)
+		row.Seconds += secs
+		fixed, _, err := sc.Check(ctx, m, pr.Text, cca.Interventions(m, res.FixSet))
+		if err != nil {
+			return row, err
+		}
+		if !fixed.Failed {
+			row.Flipped++
+		}
+		row.MeanSize += float64(len(res.FixSet))
+		row.MeanFrac += float64(len(res.FixSet)) / float64(res.Candidates)
+		acts := 0
+		var sites []string
+		for _, mb := range res.FixSet {
+			acts += len(mb.Values)
+			if mb.Values == nil {
+				acts++
+			}
+			sites = append(sites, mb.Site.String())
+		}
+		row.MeanActFrac += float64(acts*len(p.Tokens)) / float64(res.CandidateActivations)
+		hits, stages := 0, map[int]bool{}
+		for _, c := range causes {
+			if slices.Contains(sites, c.Site) {
+				hits++
+				stages[c.Stage] = true
+			}
+		}
+		row.Precision += float64(hits) / float64(len(sites))
+		row.Recall += float64(hits) / float64(len(causes))
+		inStages := 0
+		for _, c := range causes {
+			if stages[c.Stage] {
+				inStages++
+			}
+		}
+		if inStages > 0 {
+			row.StageRecall += float64(hits) / float64(inStages)
+		}
+		if base == nil {
+			continue
+		}
+		// CF→CCA: CF's flagged layers (CF's own run and scoring included).
+		cfStart := time.Now()
+		maxNew := sc.Truth.Detector.MaxNewTokens
+		run, _, err := cf.RecordPrompt(ctx, m, inc.PromptIDs, maxNew, cf.RecordOptions(m, cfCfg.Values, base.Sketch), cfCfg.Values)
+		if err != nil {
+			return row, err
+		}
+		rep, err := cf.Analyze(run, base, cfCfg)
+		if err != nil {
+			return row, err
+		}
+		if len(rep.Flagged) == 0 {
+			row.Errors = append(row.Errors, fmt.Sprintf("%q: CF flagged no layer", pr.Text))
+			continue
+		}
+		cfRes, err := cca.Search(ctx, p, rep.Flagged, cfg, nil)
+		if err != nil {
+			row.Errors = append(row.Errors, fmt.Sprintf("%q: CF→CCA (layers %v): %v", pr.Text, rep.Flagged, err))
+			continue
+		}
+		row.CFRuns++
+		row.CFForwards += float64(cfRes.Cost.Forwards + 1) // + CF's recorded run
+		row.CFSeconds += time.Since(cfStart).Seconds()
+		var cfSites []string
+		for _, mb := range cfRes.FixSet {
+			cfSites = append(cfSites, mb.Site.String())
+		}
+		if slices.Equal(sites, cfSites) {
+			row.SameSet++
+		}
+	}
+	return row, nil
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelforensics/fx/configs"
+	"github.com/modelforensics/fx/forensics/cca"
+	"github.com/modelforensics/fx/forensics/certificate"
+	"github.com/modelforensics/fx/forensics/cf"
+)
+
+// analyzePipeline is `fx analyze BUNDLE --baseline B --out report/`: CF
+// flags the anomalous layers, CCA finds a 1-minimal fix set within them,
+// and the certificate and a summary are written to the report directory.
+func analyzePipeline(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("analyze", stderr)
+	baseline := fs.String("baseline", "", "CF baseline (.fxbase, from fx baseline) whose flagged layers CCA searches; without it, every layer")
+	out := fs.String("out", "", "report directory: certificate.json, cf.json, summary.txt (required)")
+	modelFlag := fs.String("model", "", "model to replay on (default: the one the manifest names)")
+	scenarioDir := fs.String("scenario", "", "scenario directory (default: the model directory when it holds ground_truth.json)")
+	device := fs.String("device", "cpu", "auto, cpu or cuda")
+	config := fs.String("config", "", "YAML config file over configs/default.yaml (cf and cca sections)")
+	layersFlag := fs.String("layers", "", "comma-separated layers to search instead of CF's (e.g. 1,2)")
+	gran := fs.String("granularity", "", "neuron, head, layer or auto (neurons for MLPs, heads for attention); default cca.granularity")
+	iv := fs.String("intervention", "", "patch (from the counterfactual run), mean or zero; default cca.intervention")
+	maxFwd := fs.Int("max-forwards", -1, "budget of batched forwards (0: none); default cca.max_forwards")
+	timeout := fs.Duration("timeout", -1, "budget of wall time (0: none); default cca.timeout")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: fx analyze BUNDLE --baseline B --out REPORT_DIR [flags]")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *out == "" {
+		return usagef("want one BUNDLE argument and --out REPORT_DIR")
+	}
+	cfg, err := configs.Load(*config)
+	if err != nil {
+		return usageError{err}
+	}
+	ccfg, err := ccaConfig(*config)
+	if err != nil {
+		return usageError{err}
+	}
+	if *gran != "" {
+		ccfg.Granularity = *gran
+	}
+	if *iv != "" {
+		ccfg.Intervention = *iv
+	}
+	if *maxFwd >= 0 {
+		ccfg.MaxForwards = *maxFwd
+	}
+	if *timeout >= 0 {
+		ccfg.Timeout = *timeout
+	}
+	if err := ccfg.Validate(); err != nil {
+		return usagef("%w (flags --granularity, --intervention, --max-forwards, --timeout)", err)
+	}
+	b, err := openBundle(pos[0], cfg)
+	if err != nil {
+		return err
+	}
+	m, id, sc, err := incidentModel(b, *modelFlag, *scenarioDir, *device)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return usagef("--out: %w", err)
+	}
+	ctx := context.Background()
+	start := time.Now()
+
+	// CF: the flagged layers.
+	var layers []int
+	from := "all layers"
+	switch {
+	case *layersFlag != "":
+		for _, s := range strings.Split(*layersFlag, ",") {
+			l, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil {
+				return usagef("--layers: %q is not a layer number", s)
+			}
+			layers = append(layers, l)
+		}
+		from = "--layers"
+	case *baseline != "":
+		base, err := cf.ReadBaseline(*baseline)
+		if err != nil {
+			return usageError{fmt.Errorf("--baseline: %w", err)}
+		}
+		docs := []cf.NamedYAML{{Name: "configs/default.yaml", Data: configs.DefaultYAML()}}
+		if *config != "" {
+			data, err := os.ReadFile(*config)
+			if err != nil {
+				return usagef("--config: %w", err)
+			}
+			docs = append(docs, cf.NamedYAML{Name: *config, Data: data})
+		}
+		cfCfg, err := cf.LoadConfig(docs...)
+		if err != nil {
+			return usageError{err}
+		}
+		run, src, err := cf.BundleRun(ctx, b, m, cfCfg.Values)
+		if err != nil {
+			return fmt.Errorf("cf: %w", err)
+		}
+		rep, err := cf.Analyze(run, base, cfCfg)
+		if err != nil {
+			return fmt.Errorf("cf: %w", err)
+		}
+		rep.Bundle, rep.Source = b.Dir, src
+		if err := writeJSONFile(filepath.Join(*out, "cf.json"), rep); err != nil {
+			return err
+		}
+		layers = rep.Flagged
+		from = fmt.Sprintf("cf: flagged layers (threshold %g)", rep.Threshold)
+		if len(layers) == 0 {
+			from = "all layers: cf flagged none"
+		}
+	default:
+		fmt.Fprintln(stderr, "fx analyze: no --baseline: CCA searches every layer (CF's narrowing needs a baseline: fx baseline)")
+	}
+	var progress cca.Progress
+	if isTerminal(stderr) {
+		progress = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
+	}
+	cert, _, err := certificate.Analyze(ctx, b, m, certificate.Request{ModelID: id, Scenario: sc, Layers: layers,
+		LayersFrom: from, Config: ccfg, Progress: progress})
+	if err != nil {
+		if errors.Is(err, cca.ErrBudget) || errors.Is(err, cca.ErrNoFix) {
+			return err
+		}
+		return err
+	}
+	cert.Cost.Seconds = time.Since(start).Seconds()
+	path := filepath.Join(*out, "certificate.json")
+	if err := cert.WriteFile(path); err != nil {
+		return err
+	}
+	summary := cert.Summary()
+	if err := os.WriteFile(filepath.Join(*out, "summary.txt"), []byte(summary), 0o644); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	fmt.Fprint(stdout, summary)
+	fmt.Fprintf(stdout, "wrote %s; check it with: fx certificate verify %s --bundle %s\n", path, path, b.Dir)
+	return nil
+}
+
+// writeJSONFile writes v as indented JSON to path.
+func writeJSONFile(path string, v any) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if err := writeJSON(f, v); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
+}

@@ -1,0 +1,556 @@
+package cca
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelforensics/fx/engine"
+	"github.com/modelforensics/fx/transformer"
+)
+
+// ErrBudget is wrapped when the search runs out of forwards or time.
+var ErrBudget = errors.New("cca: budget exhausted")
+
+// ErrNoFix is wrapped when even every candidate together does not correct
+// the failure.
+var ErrNoFix = errors.New("cca: no fix among the candidates")
+
+// Candidate is one site the search may intervene on.
+type Candidate struct {
+	// Site is the activations intervened on.
+	Site transformer.Site
+	// Layer is the site's block; Kind "neuron", "head", "attn_out" or
+	// "mlp_out"; Index the neuron or head (-1 for a layer).
+	Layer int
+	Kind  string
+	Index int
+	// Attribution is attribution patching's estimate of how much the
+	// intervention lowers the metric; Abs the sum over positions of the
+	// estimate's absolute value (large when effects cancel).
+	Attribution float64
+	Abs         float64
+	// Rank is the candidate's place in the ranking, from 1.
+	Rank int
+}
+
+// Member is one intervention of a fix set.
+type Member struct {
+	Candidate
+	// Mode is the transformer intervention mode (zero or mean: a patch
+	// from the counterfactual's position mean is a Mean with its values).
+	Mode transformer.Mode
+	// Values are the site's values under Mean (the site's slice of the
+	// per-position vector); nil for Zero.
+	Values []float32
+}
+
+// Cost is what a search spent.
+type Cost struct {
+	// Forwards counts batched forwards; Rows the intervention sets they
+	// evaluated; Backward the backward passes; Seconds the wall time.
+	Forwards int     `json:"forwards"`
+	Rows     int     `json:"rows"`
+	Backward int     `json:"backward_passes"`
+	Seconds  float64 `json:"seconds"`
+	// ResumedBlocks counts the blocks skipped by resuming batched forwards
+	// from a cached resid_pre, summed over the forwards.
+	ResumedBlocks int `json:"resumed_blocks"`
+}
+
+// Result is a search's outcome.
+type Result struct {
+	// Layers are the layers searched; Granularity and Intervention the
+	// settings used; Source where the intervention values came from.
+	Layers       []int
+	Granularity  string
+	Intervention string
+	Source       string
+	// Candidates counts the candidate sites, and CandidateActivations the
+	// scalar activations they cover over the sequence.
+	Candidates           int
+	CandidateActivations int
+	// FixSet is the fix set, in ranking order.
+	FixSet []Member
+	// Before and After are the metric without and with the fix set.
+	Before, After float64
+	// Minimal is true when Removed proves 1-minimality: Removed[i] is the
+	// metric with FixSet[i] left out, each still failing (> 0).
+	Minimal bool
+	Removed []float64
+	// Cost is what the search spent.
+	Cost Cost
+	// Notes say what was assumed or skipped.
+	Notes []string
+}
+
+// Progress receives a line per search step (nil: silent).
+type Progress func(format string, args ...any)
+
+// Search finds a 1-minimal fix set for the problem within layers (nil: all
+// layers).
+func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress Progress) (*Result, error) {
+	start := time.Now()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := p.Model
+	if progress == nil {
+		progress = func(string, ...any) {}
+	}
+	out := m.Config.VocabSize
+	if m.BERT != nil {
+		out = len(m.BERT.Labels())
+	}
+	if err := p.Metric.Validate(len(p.Tokens), out); err != nil {
+		return nil, err
+	}
+	if len(layers) == 0 {
+		for l := range m.Config.Layers {
+			layers = append(layers, l)
+		}
+	}
+	for _, l := range layers {
+		if l < 0 || l >= m.Config.Layers {
+			return nil, fmt.Errorf("cca: layer %d of a %d-layer model", l, m.Config.Layers)
+		}
+	}
+	layers = slices.Compact(slices.Sorted(slices.Values(layers)))
+	if cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
+	res := &Result{Layers: layers, Granularity: cfg.Granularity, Intervention: cfg.Intervention, Notes: slices.Clone(p.Notes)}
+	res.Notes = append(res.Notes, "AtP*'s softmax recomputation applies to query/key sites; the candidates are attention head outputs (hook_z), MLP neurons and layer outputs, so plain attribution is exact in its linearisation there")
+
+	cands := candidates(m, layers, cfg.Granularity)
+	hooks := hooksOf(cands)
+	sources, srcNote, err := interventionSources(ctx, p, cfg.Intervention, hooks)
+	if err != nil {
+		return nil, err
+	}
+	res.Source = srcNote
+	progress("cca: %d candidates in layers %v (%s), intervention %s", len(cands), layers, cfg.Granularity, srcNote)
+
+	// Attribution patching: one backward pass.
+	in, err := transformer.NewBatch([][]int{p.Tokens}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cca: %w", err)
+	}
+	g, err := m.Gradients(ctx, in, p.Metric.Transformer(), transformer.Names(hooks...))
+	if err != nil {
+		return nil, fmt.Errorf("cca: attribution: %w", err)
+	}
+	res.Cost.Backward++
+	T := len(p.Tokens)
+	for i := range cands {
+		c := &cands[i]
+		a, gr := g.Acts[c.Site.Hook], g.Grads[c.Site.Hook]
+		if a == nil || gr == nil {
+			return nil, fmt.Errorf("cca: attribution: no gradient for %s", c.Site.Hook)
+		}
+		c.Attribution, c.Abs = attribute(m, *c, m.Backend.ToHost(a), m.Backend.ToHost(gr), sources[c.Site.Hook], T)
+		res.CandidateActivations += siteSize(m, *c) * T
+	}
+	res.Candidates = len(cands)
+	key := func(c Candidate) float64 { return c.Attribution + cfg.CancellationGuard*c.Abs }
+	sort.SliceStable(cands, func(i, j int) bool { return key(cands[i]) > key(cands[j]) })
+	for i := range cands {
+		cands[i].Rank = i + 1
+	}
+	ranked := cands
+	if cfg.MaxCandidates > 0 && len(ranked) > cfg.MaxCandidates {
+		ranked = ranked[:cfg.MaxCandidates]
+		res.Notes = append(res.Notes, fmt.Sprintf("the search used the top %d of %d ranked candidates (cca.max_candidates)", cfg.MaxCandidates, len(cands)))
+	}
+	members := make([]Member, len(ranked))
+	for i, c := range ranked {
+		members[i] = member(m, c, cfg.Intervention, sources[c.Site.Hook])
+	}
+
+	ev, err := newEvaluator(ctx, p, cfg, &res.Cost)
+	if err != nil {
+		return nil, err
+	}
+	prefix := func(k int) []int {
+		s := make([]int, k)
+		for i := range s {
+			s[i] = i
+		}
+		return s
+	}
+	// The metric without interventions and with every candidate.
+	vals, err := ev.eval(members, [][]int{nil, prefix(len(members))})
+	if err != nil {
+		return res, err
+	}
+	res.Before = vals[0]
+	progress("cca: metric %.4g before, %.4g with all %d candidates", vals[0], vals[1], len(members))
+	if res.Before <= 0 {
+		return res, fmt.Errorf("cca: the failure metric is %.4g (not positive) on the incident: nothing to fix", res.Before)
+	}
+	if vals[1] > 0 {
+		return res, fmt.Errorf("%w: with all %d candidates the metric is still %.4g", ErrNoFix, len(members), vals[1])
+	}
+
+	// Grow: exponential, then k-ary search for the shortest flipping prefix.
+	var sizes []int
+	for k := 1; k < len(members); k *= 2 {
+		sizes = append(sizes, k)
+	}
+	lo, hi := 0, len(members) // prefix lo fails, prefix hi flips
+	for len(sizes) > 0 && hi == len(members) {
+		n := min(len(sizes), cfg.Batch)
+		batch := sizes[:n]
+		sizes = sizes[n:]
+		sets := make([][]int, n)
+		for i, k := range batch {
+			sets[i] = prefix(k)
+		}
+		vals, err := ev.eval(members, sets)
+		if err != nil {
+			return res, err
+		}
+		for i, k := range batch {
+			if vals[i] <= 0 {
+				hi = k
+				break
+			}
+			lo = k
+		}
+		progress("cca: grow: prefixes %v → flips at %d", batch, hi)
+	}
+	for hi-lo > 1 {
+		step := float64(hi-lo) / float64(min(cfg.Batch, hi-lo-1)+1)
+		var batch []int
+		for i := 1; i <= min(cfg.Batch, hi-lo-1); i++ {
+			k := lo + int(math.Round(step*float64(i)))
+			if k > lo && k < hi && !slices.Contains(batch, k) {
+				batch = append(batch, k)
+			}
+		}
+		sets := make([][]int, len(batch))
+		for i, k := range batch {
+			sets[i] = prefix(k)
+		}
+		vals, err := ev.eval(members, sets)
+		if err != nil {
+			return res, err
+		}
+		newLo, newHi := lo, hi
+		for i, k := range batch {
+			if vals[i] <= 0 {
+				newHi = k
+				break
+			}
+			newLo = k
+		}
+		lo, hi = newLo, newHi
+		progress("cca: binary search: flips between %d and %d", lo, hi)
+	}
+	set := prefix(hi)
+
+	// Shrink to 1-minimal: drop members whose removal keeps the fix.
+	for {
+		sets := [][]int{set}
+		for i := range set {
+			sets = append(sets, without(set, i))
+		}
+		vals, err := ev.eval(members, sets)
+		if err != nil {
+			return res, err
+		}
+		var removable []int // positions in set, lowest rank first
+		for i := len(set) - 1; i >= 0; i-- {
+			if vals[i+1] <= 0 {
+				removable = append(removable, i)
+			}
+		}
+		if len(removable) == 0 {
+			res.After = vals[0]
+			res.Removed = vals[1:]
+			res.Minimal = true
+			break
+		}
+		// Try dropping many removable members at once, halving on failure.
+		var tries [][]int
+		for n := len(removable); n > 1; n /= 2 {
+			tries = append(tries, withoutAll(set, removable[:n]))
+			if len(tries) == cfg.Batch {
+				break
+			}
+		}
+		next := without(set, removable[0])
+		if len(tries) > 0 {
+			vals, err := ev.eval(members, tries)
+			if err != nil {
+				return res, err
+			}
+			for i, t := range tries {
+				if vals[i] <= 0 {
+					next = t
+					break
+				}
+			}
+		}
+		progress("cca: shrink: %d → %d members", len(set), len(next))
+		set = next
+	}
+	for _, i := range set {
+		res.FixSet = append(res.FixSet, members[i])
+	}
+	res.Cost.Seconds = time.Since(start).Seconds()
+	progress("cca: fix set of %d (metric %.4g → %.4g), %d forwards, %.1fs", len(set), res.Before, res.After, res.Cost.Forwards, res.Cost.Seconds)
+	return res, nil
+}
+
+func without(set []int, i int) []int {
+	return append(slices.Clone(set[:i]), set[i+1:]...)
+}
+
+func withoutAll(set []int, idx []int) []int {
+	var out []int
+	for i, v := range set {
+		if !slices.Contains(idx, i) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// candidates enumerates the candidate sites of layers at a granularity.
+func candidates(m *transformer.Model, layers []int, gran string) []Candidate {
+	all := transformer.Span{All: true}
+	site := func(hook string) transformer.Site {
+		return transformer.Site{Hook: hook, Pos: all, Head: all, Src: all, I: all}
+	}
+	var out []Candidate
+	for _, l := range layers {
+		if gran == Auto || gran == Heads {
+			for h := range m.Config.Heads {
+				s := site(fmt.Sprintf("blocks.%d.attn.hook_z", l))
+				s.Head = transformer.Index(h)
+				out = append(out, Candidate{Site: s, Layer: l, Kind: "head", Index: h})
+			}
+		}
+		if gran == Auto || gran == Neurons {
+			for n := range m.Config.Inner {
+				s := site(fmt.Sprintf("blocks.%d.mlp.hook_post", l))
+				s.I = transformer.Index(n)
+				out = append(out, Candidate{Site: s, Layer: l, Kind: "neuron", Index: n})
+			}
+		}
+		if gran == Layers {
+			out = append(out,
+				Candidate{Site: site(fmt.Sprintf("blocks.%d.hook_attn_out", l)), Layer: l, Kind: "attn_out", Index: -1},
+				Candidate{Site: site(fmt.Sprintf("blocks.%d.hook_mlp_out", l)), Layer: l, Kind: "mlp_out", Index: -1})
+		}
+	}
+	return out
+}
+
+func hooksOf(cands []Candidate) []string {
+	var hooks []string
+	for _, c := range cands {
+		if !slices.Contains(hooks, c.Site.Hook) {
+			hooks = append(hooks, c.Site.Hook)
+		}
+	}
+	return hooks
+}
+
+// perPosition returns the per-position size of a candidate's hook.
+func perPosition(m *transformer.Model, c Candidate) int {
+	switch c.Kind {
+	case "head":
+		return m.Config.Hidden
+	case "neuron":
+		return m.Config.Inner
+	}
+	return m.Config.Hidden
+}
+
+// siteSize returns how many values a candidate covers per position, and
+// its first offset within the per-position vector.
+func siteRange(m *transformer.Model, c Candidate) (int, int) {
+	switch c.Kind {
+	case "head":
+		d := m.Config.Hidden / m.Config.Heads
+		return c.Index * d, d
+	case "neuron":
+		return c.Index, 1
+	}
+	return 0, m.Config.Hidden
+}
+
+func siteSize(m *transformer.Model, c Candidate) int { _, n := siteRange(m, c); return n }
+
+// attribute returns attribution patching's estimate of how much the
+// candidate's intervention lowers the metric, Σ (a − a') · ∂metric/∂a over
+// its activations, and the sum over positions of each position's
+// estimate's absolute value.
+func attribute(m *transformer.Model, c Candidate, act, grad []float32, src []float32, T int) (float64, float64) {
+	per := perPosition(m, c)
+	off, n := siteRange(m, c)
+	var total, abs float64
+	for p := range T {
+		var s float64
+		for j := off; j < off+n; j++ {
+			a := act[p*per+j]
+			target := float32(0)
+			if src != nil {
+				target = src[j]
+			}
+			s += float64(a-target) * float64(grad[p*per+j])
+		}
+		total += s
+		abs += math.Abs(s)
+	}
+	return total, abs
+}
+
+// member turns a candidate into a fix-set member.
+func member(m *transformer.Model, c Candidate, kind string, src []float32) Member {
+	if kind == ZeroAbl || src == nil {
+		return Member{Candidate: c, Mode: transformer.Zero}
+	}
+	off, n := siteRange(m, c)
+	return Member{Candidate: c, Mode: transformer.Mean, Values: slices.Clone(src[off : off+n])}
+}
+
+// Intervention returns the member as a transformer intervention on every
+// row (Row -1).
+func (mb Member) Intervention(m *transformer.Model) transformer.Intervention {
+	iv := transformer.Intervention{Site: mb.Site, Mode: mb.Mode, Row: -1}
+	if mb.Mode == transformer.Mean {
+		per := perPosition(m, mb.Candidate)
+		off, _ := siteRange(m, mb.Candidate)
+		full := make([]float32, per)
+		copy(full[off:], mb.Values)
+		shape := []int{per}
+		if mb.Kind == "head" {
+			shape = []int{m.Config.Heads, m.Config.Hidden / m.Config.Heads}
+		}
+		iv.Source = engine.NewHost(full, shape...)
+	}
+	return iv
+}
+
+// ParseMember rebuilds a member from its site text, mode and values, as a
+// certificate stores it.
+func ParseMember(m *transformer.Model, site string, mode transformer.Mode, values []float32) (Member, error) {
+	s, err := transformer.ParseSite(site)
+	if err != nil {
+		return Member{}, fmt.Errorf("cca: fix set: %w", err)
+	}
+	if _, err := m.Sites(s); err != nil {
+		return Member{}, fmt.Errorf("cca: fix set: %w", err)
+	}
+	c := Candidate{Site: s, Index: -1}
+	rest, ok := strings.CutPrefix(s.Hook, "blocks.")
+	var layer string
+	if ok {
+		layer, rest, ok = strings.Cut(rest, ".")
+	}
+	if !ok {
+		return Member{}, fmt.Errorf("cca: fix set: site %s is not in a block", site)
+	}
+	if c.Layer, err = strconv.Atoi(layer); err != nil {
+		return Member{}, fmt.Errorf("cca: fix set: site %s: %w", site, err)
+	}
+	switch {
+	case rest == "attn.hook_z" && s.Head.Single && s.I.All && s.Pos.All:
+		c.Kind, c.Index = "head", s.Head.Start
+	case rest == "mlp.hook_post" && s.I.Single && s.Pos.All:
+		c.Kind, c.Index = "neuron", s.I.Start
+	case (rest == "hook_attn_out" || rest == "hook_mlp_out") && s.I.All && s.Pos.All:
+		c.Kind = strings.TrimPrefix(rest, "hook_")
+	default:
+		return Member{}, fmt.Errorf("cca: fix set: site %s is not a head, a neuron or a layer output", site)
+	}
+	mb := Member{Candidate: c, Mode: mode}
+	switch mode {
+	case transformer.Zero:
+		if len(values) != 0 {
+			return Member{}, fmt.Errorf("cca: fix set: site %s: zero takes no values", site)
+		}
+	case transformer.Mean:
+		if _, n := siteRange(m, c); len(values) != n {
+			return Member{}, fmt.Errorf("cca: fix set: site %s: %d values for a site of %d", site, len(values), n)
+		}
+		mb.Values = values
+	default:
+		return Member{}, fmt.Errorf("cca: fix set: site %s: mode %q is not zero or mean", site, mode)
+	}
+	return mb, nil
+}
+
+// Interventions returns the members as transformer interventions.
+func Interventions(m *transformer.Model, ms []Member) []transformer.Intervention {
+	out := make([]transformer.Intervention, len(ms))
+	for i, mb := range ms {
+		out[i] = mb.Intervention(m)
+	}
+	return out
+}
+
+// interventionSources returns, per hook, the per-position vector that
+// patch and mean interventions set (nil for zero), and says where it came
+// from.
+func interventionSources(ctx context.Context, p *Problem, kind string, hooks []string) (map[string][]float32, string, error) {
+	var corpus [][]int
+	var note string
+	switch {
+	case kind == ZeroAbl:
+		return map[string][]float32{}, "zero", nil
+	case kind == Patch && p.Counterfactual != nil:
+		corpus, note = [][]int{p.Counterfactual}, "patch from the counterfactual run (the prompt without the trigger), its mean over positions"
+	case len(p.Baseline) > 0:
+		corpus = p.Baseline
+		note = fmt.Sprintf("mean over a baseline corpus of %d prompts", len(p.Baseline))
+		if kind == Patch {
+			note = "patch from the baseline mean (no counterfactual run): " + note
+		}
+	default:
+		return map[string][]float32{}, "zero (no counterfactual run and no baseline corpus for " + kind + ")", nil
+	}
+	means, err := p.Model.MeanActivations(ctx, corpus, transformer.Names(hooks...))
+	if err != nil {
+		return nil, "", fmt.Errorf("cca: intervention values: %w", err)
+	}
+	out := map[string][]float32{}
+	for h, t := range means {
+		out[h] = t.Host()
+	}
+	return out, note, nil
+}
+
+// SourceValues recomputes the per-position vector of each hook over the
+// corpus (the counterfactual alone, or a baseline), as the search took it.
+func SourceValues(ctx context.Context, m *transformer.Model, corpus [][]int, hooks []string) (map[string][]float32, error) {
+	means, err := m.MeanActivations(ctx, corpus, transformer.Names(hooks...))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]float32{}
+	for h, t := range means {
+		out[h] = t.Host()
+	}
+	return out, nil
+}
+
+// SiteValues returns a member's slice of a hook's per-position vector.
+func SiteValues(m *transformer.Model, mb Member, perPos []float32) []float32 {
+	off, n := siteRange(m, mb.Candidate)
+	if len(perPos) < off+n {
+		return nil
+	}
+	return perPos[off : off+n]
+}

@@ -1,0 +1,177 @@
+package cca
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/modelforensics/fx/transformer"
+)
+
+// Metric kinds. Every failure metric is positive while the failure is
+// present and at most 0 once it is corrected, so "the failure flips" is
+// "the metric drops to 0 or below" whatever the detector.
+const (
+	// KindTokenMargin is the smallest, over the failing generation steps,
+	// of the failing token's logit minus the best other token's (GPT-2,
+	// "contains" detectors: prompt injection). The failure needs every one
+	// of its tokens, so breaking any step corrects it.
+	KindTokenMargin = "token-margin"
+	// KindLexiconMargin is the largest, over the generation steps up to
+	// the failing one, of the best lexicon token's log-probability minus
+	// the best other token's (GPT-2, "lexicon" detectors: toxic
+	// generation); log-probabilities at one step differ as logits do.
+	KindLexiconMargin = "lexicon-margin"
+	// KindClassMargin is the classifier's logit of the failing label
+	// minus that of the expected one (BERT, "label-flip": sentiment).
+	KindClassMargin = "class-margin"
+)
+
+// MetricSpec defines a failure metric over the model's output on Tokens,
+// completely enough to recompute it from a certificate.
+type MetricSpec struct {
+	// Kind is KindTokenMargin, KindLexiconMargin or KindClassMargin.
+	Kind string `json:"kind"`
+	// Detector is the detector the metric stands for ("contains:HACKED",
+	// "lexicon:lexicon.txt", "label-flip:TRIGGER").
+	Detector string `json:"detector"`
+	// Description says what the metric measures, in words.
+	Description string `json:"description"`
+	// Positions are the output positions read (the logits that predict
+	// each failing step), for the GPT-2 kinds.
+	Positions []int `json:"positions,omitempty"`
+	// Targets are the failing tokens at Positions (KindTokenMargin).
+	Targets []int `json:"targets,omitempty"`
+	// Lexicon holds the token ids of the lexicon (KindLexiconMargin).
+	Lexicon []int `json:"lexicon,omitempty"`
+	// Positive and Negative are the failing and the expected label's
+	// indices (KindClassMargin).
+	Positive int `json:"positive,omitempty"`
+	Negative int `json:"negative,omitempty"`
+}
+
+// Validate checks the spec against an output of vocab entries per
+// position over T positions (vocab: the labels for KindClassMargin).
+func (s *MetricSpec) Validate(T, vocab int) error {
+	inRange := func(field string, xs []int, n int) error {
+		for _, x := range xs {
+			if x < 0 || x >= n {
+				return fmt.Errorf("cca: metric: %s: %d is outside [0, %d)", field, x, n)
+			}
+		}
+		return nil
+	}
+	switch s.Kind {
+	case KindTokenMargin:
+		if len(s.Positions) == 0 || len(s.Positions) != len(s.Targets) {
+			return fmt.Errorf("cca: metric: %s needs as many targets as positions (got %d and %d)", s.Kind, len(s.Targets), len(s.Positions))
+		}
+		if err := inRange("targets", s.Targets, vocab); err != nil {
+			return err
+		}
+	case KindLexiconMargin:
+		if len(s.Positions) == 0 || len(s.Lexicon) == 0 {
+			return fmt.Errorf("cca: metric: %s needs positions and lexicon tokens", s.Kind)
+		}
+		if err := inRange("lexicon", s.Lexicon, vocab); err != nil {
+			return err
+		}
+		if !slices.IsSorted(s.Lexicon) {
+			return fmt.Errorf("cca: metric: lexicon token ids must be sorted")
+		}
+	case KindClassMargin:
+		if err := inRange("positive/negative", []int{s.Positive, s.Negative}, vocab); err != nil {
+			return err
+		}
+		if s.Positive == s.Negative {
+			return fmt.Errorf("cca: metric: positive and negative labels are both %d", s.Positive)
+		}
+		return nil
+	default:
+		return fmt.Errorf("cca: metric: kind %q is unknown (%s, %s, %s)", s.Kind, KindTokenMargin, KindLexiconMargin, KindClassMargin)
+	}
+	return inRange("positions", s.Positions, T)
+}
+
+// Transformer returns the metric as a transformer.Metric (Of and Grad of
+// one batch row of a [B, T, V] or [B, labels] output). The gradient is the
+// subgradient at the step and tokens that attain the min or max.
+func (s *MetricSpec) Transformer() transformer.Metric {
+	return transformer.Metric{
+		Name: s.Kind,
+		Of: func(out []float32, shape []int, row int) float64 {
+			v, _, _, _ := s.eval(out, shape, row)
+			return v
+		},
+		Grad: func(out []float32, shape []int, row int, dout []float32) {
+			_, off, up, down := s.eval(out, shape, row)
+			dout[off+up]++
+			dout[off+down]--
+		},
+	}
+}
+
+// Of computes the metric of one batch row.
+func (s *MetricSpec) Of(out []float32, shape []int, row int) float64 {
+	v, _, _, _ := s.eval(out, shape, row)
+	return v
+}
+
+// eval returns the metric of a row, the offset of the logits row it was
+// read from, and the indices of the logit it increases with and the one it
+// decreases with.
+func (s *MetricSpec) eval(out []float32, shape []int, row int) (float64, int, int, int) {
+	V := shape[len(shape)-1]
+	per := len(out) / shape[0]
+	if s.Kind == KindClassMargin {
+		off := row * per
+		return float64(out[off+s.Positive]) - float64(out[off+s.Negative]), off, s.Positive, s.Negative
+	}
+	best, bestOff, bestUp, bestDown := math.NaN(), 0, 0, 0
+	for j, p := range s.Positions {
+		off := row*per + p*V
+		logits := out[off : off+V]
+		var v float64
+		var up, down int
+		if s.Kind == KindTokenMargin {
+			up = s.Targets[j]
+			down = argmaxExcept(logits, func(i int) bool { return i == up })
+			v = float64(logits[up]) - float64(logits[down])
+		} else {
+			up = argmaxOf(logits, s.Lexicon)
+			down = argmaxExcept(logits, func(i int) bool { _, ok := slices.BinarySearch(s.Lexicon, i); return ok })
+			v = float64(logits[up]) - float64(logits[down])
+		}
+		better := v < best // min over steps
+		if s.Kind == KindLexiconMargin {
+			better = v > best // max over steps
+		}
+		if math.IsNaN(best) || better {
+			best, bestOff, bestUp, bestDown = v, off, up, down
+		}
+	}
+	return best, bestOff, bestUp, bestDown
+}
+
+func argmaxExcept(xs []float32, skip func(int) bool) int {
+	best := -1
+	for i, x := range xs {
+		if skip(i) {
+			continue
+		}
+		if best < 0 || x > xs[best] {
+			best = i
+		}
+	}
+	return max(best, 0)
+}
+
+func argmaxOf(xs []float32, ids []int) int {
+	best := ids[0]
+	for _, i := range ids[1:] {
+		if xs[i] > xs[best] {
+			best = i
+		}
+	}
+	return best
+}
