@@ -15,7 +15,9 @@ vet:
 
 # demo: the main job. Makes the tiny prompt-injection scenario (a GPT-2 with a planted
 # failure and its ground truth, forensics/scenario), runs the injected prompt on it with
-# --record, and shows the incident bundle. fx run exits 1 when its detector finds the
+# --record, shows the incident bundle, then (once fx analyze is wired) analyzes it
+# into report/certificate.json (CF → CCA: a 1-minimal fix set) and verifies the
+# certificate by replay. fx run exits 1 when its detector finds the
 # failure, which is what the demo expects. Everything is left in DEMO_DIR (default: a
 # new temporary directory).
 demo:
@@ -26,7 +28,10 @@ demo:
 		--record --detect-contains HACKED --out $$d/incident; \
 	  rc=$$?; test $$rc -eq 1 || { echo "demo: fx run should find the failure (exit 1), got exit $$rc"; exit 1; }; } && \
 	$$d/fx bundle inspect $$d/incident && \
-	{ set +x; echo "demo: the scenario, the bundle and the fx binary are in $$d"; }
+	$$d/fx baseline $$d/prompt-injection --prompts $$d/prompt-injection/prompts.jsonl --out $$d/baseline.fxbase --quiet && \
+	$$d/fx analyze $$d/incident --baseline $$d/baseline.fxbase --out $$d/report && \
+	$$d/fx certificate verify $$d/report/certificate.json --bundle $$d/incident && \
+	{ set +x; echo "demo: the scenario, the bundle, the report and the fx binary are in $$d"; }
 
 # bench: Go benchmarks (engine ops, GPT-2-small-shaped forward).
 bench:

@@ -23,6 +23,10 @@ func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
 type Config struct {
 	Recording Recording `yaml:"recording"`
 	Bundle    Bundle    `yaml:"bundle"`
+	// CF and CCA are the sections of forensics/cf and forensics/cca, kept
+	// as YAML here and decoded (strictly) by those packages' LoadConfig.
+	CF  yaml.Node `yaml:"cf"`
+	CCA yaml.Node `yaml:"cca"`
 }
 
 // Recording is the recording section: what `fx run --record` keeps.

@@ -15,18 +15,19 @@ import (
 	"github.com/modelforensics/fx/transformer"
 )
 
-// cmdAnalyze is "fx analyze STAGE BUNDLE ...": one stage of the analysis
-// of an incident bundle. Today the stage is cf (Compression Forensics);
-// the whole pipeline (fx analyze BUNDLE) comes with CCA.
+// cmdAnalyze is "fx analyze STAGE BUNDLE ...", one stage of the analysis
+// of an incident bundle (cf: Compression Forensics), or "fx analyze BUNDLE",
+// the whole pipeline (analyzePipeline: CF, then CCA, then a certificate).
 func cmdAnalyze(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: fx analyze cf BUNDLE --baseline F.fxbase [--json] [--png F] [--svg F] [flags]")
+		fmt.Fprintln(stderr, "usage: fx analyze BUNDLE [--baseline F.fxbase] --out report/ [flags]   CF → CCA → report/certificate.json")
+		fmt.Fprintln(stderr, "       fx analyze cf BUNDLE --baseline F.fxbase [--json] [--png F] [--svg F] [flags]")
 		fmt.Fprintln(stderr, "  cf   rank the bundle's layers and positions by how anomalous their activations are")
 		fmt.Fprintln(stderr, "       against a baseline of benign runs (compressibility, norms, projections)")
 	}
 	if len(args) == 0 {
 		usage()
-		return usagef("want a stage: cf")
+		return usagef("want a BUNDLE, or a stage and a BUNDLE (cf)")
 	}
 	switch args[0] {
 	case "cf":
@@ -35,8 +36,8 @@ func cmdAnalyze(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 		usage()
 		return flag.ErrHelp
 	}
-	usage()
-	return usagef("unknown stage %q (want cf; the whole pipeline, fx analyze BUNDLE, is not there yet)", args[0])
+	// Not a stage: the whole pipeline, fx analyze BUNDLE (CF → CCA → certificate).
+	return analyzePipeline(args, stdin, stdout, stderr)
 }
 
 // analyzeCF is "fx analyze cf BUNDLE --baseline F".
@@ -53,7 +54,8 @@ func analyzeCF(args []string, stdout, stderr io.Writer) error {
 	device := fs.String("device", "auto", "auto, cpu or cuda")
 	config := fs.String("config", "", "YAML config file over configs/default.yaml (cf section, bundle limits)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: fx analyze cf BUNDLE --baseline F.fxbase [--json] [--png F] [--svg F] [flags]")
+		fmt.Fprintln(stderr, "usage: fx analyze BUNDLE [--baseline F.fxbase] --out report/ [flags]   CF → CCA → report/certificate.json")
+		fmt.Fprintln(stderr, "       fx analyze cf BUNDLE --baseline F.fxbase [--json] [--png F] [--svg F] [flags]")
 		fmt.Fprintln(stderr, "A layer or full bundle is analysed alone; a minimal bundle's activations are replayed on its model.")
 		fs.PrintDefaults()
 	}

@@ -100,8 +100,12 @@ func cmdBaseline(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return writeJSON(stdout, summary)
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d benign prompts (%d positions), %d features, positions 0-%d each with their own distribution\n",
-		*out, summary.Prompts, summary.Positions, summary.Features, max(summary.Cutoff-1, 0))
+	classes := "every position shares one distribution (fewer prompts than cf.baseline.min_samples)"
+	if summary.Cutoff > 0 {
+		classes = fmt.Sprintf("positions 0-%d each with their own distribution, later ones sharing one", summary.Cutoff-1)
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d benign prompts (%d positions), %d features; %s\n",
+		*out, summary.Prompts, summary.Positions, summary.Features, classes)
 	if skipped > 0 {
 		fmt.Fprintf(stdout, "skipped %d prompts of kind \"failing\"\n", skipped)
 	}

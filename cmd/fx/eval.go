@@ -12,26 +12,28 @@ import (
 )
 
 // cmdEval is "fx eval STAGE SCENARIO_DIR...": an analysis stage scored on
-// planted-failure scenarios against their ground truth. Today the stage
-// is cf; fx eval cca comes with CCA.
+// planted-failure scenarios against their ground truth: cf (evalCF) or cca
+// (evalCCA).
 func cmdEval(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: fx eval cf SCENARIO_DIR... [--json] [--check] [flags]")
+		fmt.Fprintln(stderr, "usage: fx eval cf|cca SCENARIO_DIR... [flags]")
 		fmt.Fprintln(stderr, "  cf   rank of the planted layers and AUROC of the anomaly score, failing vs benign prompts")
 	}
 	if len(args) == 0 {
 		usage()
-		return usagef("want a stage: cf")
+		return usagef("want a stage: cf or cca")
 	}
 	switch args[0] {
 	case "cf":
 		return evalCF(args[1:], stdout, stderr)
+	case "cca":
+		return evalCCA(args[1:], stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		usage()
 		return flag.ErrHelp
 	}
 	usage()
-	return usagef("unknown stage %q (want cf)", args[0])
+	return usagef("unknown stage %q (want cf or cca)", args[0])
 }
 
 // evalCFOutput is fx eval cf --json's output.
@@ -51,8 +53,9 @@ func evalCF(args []string, stdout, stderr io.Writer) error {
 	config := fs.String("config", "", "YAML config file over configs/default.yaml (cf section)")
 	device := fs.String("device", "auto", "auto, cpu or cuda")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	limit := fs.Int("prompts", 0, "use only the first N failing and N benign prompts of each file (a quick check; 0: all)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: fx eval cf SCENARIO_DIR... [--json] [--check] [flags]")
+		fmt.Fprintln(stderr, "usage: fx eval cf SCENARIO_DIR... [flags]")
 		fmt.Fprintln(stderr, "Per scenario (made by fx scenario make): the baseline is the benign prompts of calibration.jsonl and,")
 		fmt.Fprintln(stderr, "cross-fitted, half the benign prompts of prompts.jsonl; every prompt of prompts.jsonl is recorded as")
 		fmt.Fprintln(stderr, "an incident and scored. Reported per signal set: the rank of the best planted layer over the failing")
@@ -65,6 +68,9 @@ func evalCF(args []string, stdout, stderr io.Writer) error {
 	}
 	if len(pos) == 0 {
 		return usagef("want at least one SCENARIO_DIR (make one with fx scenario make NAME --size tiny --out DIR)")
+	}
+	if *limit < 0 {
+		return usagef("--prompts %d: want 0 (all) or more", *limit)
 	}
 	cfg, _, err := loadCFConfig(*config)
 	if err != nil {
@@ -86,7 +92,7 @@ func evalCF(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return usageError{err}
 		}
-		o := cf.EvalOptions{Config: cfg}
+		o := cf.EvalOptions{Config: cfg, Limit: *limit}
 		if !*quiet {
 			o.Log = stderr
 		}

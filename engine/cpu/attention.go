@@ -172,9 +172,15 @@ func (b *Backend) Attention(q, k, v *engine.Tensor, scale float32, mask engine.A
 		for r := lo; r < hi; r++ {
 			bi, hh, i := r/(h*tq), r/tq%h, r%tq
 			a.scoresRow(scores, qd, kd, scale, mask, r)
-			softmaxRow(p, scores, e)
+			// Keys past the causal limit have weight 0, and adding 0 to
+			// the softmax's sum changes nothing: leave them out.
+			end := tk
+			if mask.Causal {
+				end = max(0, min(tk, i+mask.QueryOffset+1))
+			}
+			softmaxRow(p[:end], scores[:end], e, a.simd)
 			zo := ((bi*tq+i)*h + hh) * dh
-			a.mixRow(od[zo:zo+dh], p, vd, sc, r)
+			a.mixRow(od[zo:zo+dh], p[:end], vd, sc, r)
 		}
 	})
 	return out

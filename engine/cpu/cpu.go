@@ -1,5 +1,5 @@
 // Package cpu implements engine.Backend on host memory, in Go with
-// assembly matmul kernels where the CPU has SIMD units fx uses.
+// assembly kernels where the CPU has the SIMD units fx uses.
 //
 // Tensors are plain []float32 slices. FromHost aliases the caller's slice
 // (weights may be read-only mapped memory), and no op ever writes into an
@@ -7,11 +7,25 @@
 //
 // # Kernels
 //
-// MatMul and HeadResult run on the fastest kernels the CPU supports,
-// chosen once in New: AVX2 and FMA assembly on x86-64 CPUs that have them
-// (KernelsAVX2), else portable pure Go (KernelsGo). WithKernels forces a
-// choice; Backend.Kernels reports it. The other ops are pure Go on every
-// CPU.
+// New chooses the fastest kernels the CPU supports, once: AVX2 and FMA
+// assembly on x86-64 CPUs that have both (KernelsAVX2), else portable pure
+// Go (KernelsGo). WithKernels forces a choice; Backend.Kernels reports it.
+// With KernelsAVX2:
+//
+//   - MatMul and HeadResult run BLIS-style: x and w packed into panels,
+//     cache blocking, 6×16 register tiles (and narrower tiles for the last
+//     rows and for products of few rows), the bias added in the kernel.
+//   - GELU (GELUTanh) runs in float32 SIMD, within a few float32 ulps of
+//     the float64 GELU of KernelsGo (tens of ulps where it is tiny, x < -2).
+//   - AttnScores, AttnMix, Attention and Softmax run their dot products,
+//     weighted sums and exponentials in SIMD with the same bits as
+//     KernelsGo (the exponentials are math.Exp's, which uses FMA on such
+//     CPUs).
+//
+// Everything else is pure Go. Building with the fxpurego tag leaves the
+// assembly out, so `go test -tags fxpurego ./...` runs every test on
+// KernelsGo; without the tag the package's own tests run every available
+// set of kernels.
 //
 // # Determinism
 //
@@ -29,8 +43,9 @@
 //     output element is one chain of fused multiply-adds (one rounding per
 //     k) in float32 over k = 0, 1, …, K-1, starting from zero:
 //     s = fma(x[i,k], w[k,j], s); then the bias is added. The chain is the
-//     same whatever tile, panel or task the element falls in, so every
-//     AVX2 kernel shape and the row remainders give the same bits.
+//     same whatever tile, panel, block or task the element falls in and
+//     whether w is packed or read in place, so every kernel shape, the row
+//     and column remainders and every number of rows give the same bits.
 //   - MatMul and HeadResult with KernelsGo, w [K, N]: each output element
 //     is summed in float32 in order k = 0, 1, …, K-1 starting from zero,
 //     each product rounded to float32 before it is added (never fused),
@@ -45,15 +60,18 @@
 //   - AttnMix: each output element is summed in float32 over keys in
 //     order, skipping keys whose weight is exactly zero, products rounded
 //     before they are added.
-//   - Attention gives exactly the bits of AttnMix(Softmax(AttnScores(…))).
+//   - Attention gives exactly the bits of AttnMix(Softmax(AttnScores(…))):
+//     one query row at a time, by the same code.
 //   - LayerNorm and LayerNormScale take the mean and the biased variance in
 //     float64, in two passes over the row, each with four partial sums.
 //   - Softmax and SumAxis sum in float64 in index order.
 //
-// So KernelsGo gives the same bits on every architecture and GOAMD64
-// level, and KernelsAVX2 the same bits on every x86-64 CPU with AVX2 and
-// FMA; the two differ from each other within float32 rounding. The
-// transcendental functions (GELU, Tanh, Softmax) come from package math.
+// The two sets of kernels differ from each other within float32 rounding
+// (MatMul, HeadResult, GELU). KernelsAVX2 gives the same bits on every
+// x86-64 CPU with AVX2 and FMA; KernelsGo the same bits on every
+// architecture and GOAMD64 level for the ops without transcendental
+// functions. GELU (KernelsGo), Tanh and Softmax call package math, whose
+// results can differ in the last bit between architectures.
 package cpu
 
 import (

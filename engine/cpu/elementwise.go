@@ -193,14 +193,16 @@ func (b *Backend) Softmax(x *engine.Tensor) *engine.Tensor {
 	b.parallel(rows, 16*d, func(lo, hi int) {
 		e := make([]float64, d)
 		for r := lo; r < hi; r++ {
-			softmaxRow(od[r*d:r*d+d], xd[r*d:r*d+d], e)
+			softmaxRow(od[r*d:r*d+d], xd[r*d:r*d+d], e, b.simd)
 		}
 	})
 	return out
 }
 
 // softmaxRow writes the softmax of x to o, using e (len(x)) as scratch.
-func softmaxRow(o, x []float32, e []float64) {
+// With s's expDiff the exponentials are computed four at a time, with the
+// bits of math.Exp.
+func softmaxRow(o, x []float32, e []float64, s *simdKernels) {
 	o, e = o[:len(x)], e[:len(x)]
 	mx := float32(math.Inf(-1))
 	for _, v := range x {
@@ -210,13 +212,30 @@ func softmaxRow(o, x []float32, e []float64) {
 		clear(o)
 		return
 	}
-	var s float64
-	for i, v := range x {
-		e[i] = math.Exp(float64(v - mx))
-		s += e[i]
+	var sum float64
+	n4 := 0
+	if s != nil && s.expDiff != nil {
+		n4 = len(x) &^ 3
+		if n4 > 0 {
+			s.expDiff(&e[0], &x[0], mx, n4)
+		}
 	}
-	for i := range o {
-		o[i] = float32(e[i] / s)
+	for i, v := range x {
+		d := v - mx
+		// expDiff leaves arguments outside [-708, 709] (but -Inf) to
+		// math.Exp.
+		if i >= n4 || !(d >= -708 && d <= 709 || math.IsInf(float64(d), -1)) {
+			e[i] = math.Exp(float64(d))
+		}
+		sum += e[i]
+	}
+	i := 0
+	if s != nil && s.divToF32 != nil && len(o) >= 4 {
+		i = len(o) &^ 3
+		s.divToF32(&o[0], &e[0], sum, i)
+	}
+	for ; i < len(o); i++ {
+		o[i] = float32(e[i] / sum)
 	}
 }
 

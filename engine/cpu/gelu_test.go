@@ -54,3 +54,37 @@ func TestGELUAccuracy(t *testing.T) {
 		}
 	}
 }
+
+// TestSoftmaxKernelsBits checks that Softmax gives the same bits with every
+// set of kernels (the SIMD exponentials are math.Exp's), over scores that
+// reach every path of math.Exp: ordinary, near zero, tiny (denormal and
+// zero results), -Inf (masked) and NaN.
+func TestSoftmaxKernelsBits(t *testing.T) {
+	const rows, d = 64, 203
+	x := randSlice(5, rows*d)
+	for i := range x {
+		switch r := i % 97; {
+		case r < 60:
+			x[i] *= 8
+		case r < 70:
+			x[i] *= 1e-6
+		case r < 80:
+			x[i] = x[i]*5 - 720 // exp(x - max) near and below the denormal range
+		case r < 90:
+			x[i] = float32(math.Inf(-1))
+		case r < 91 && i > 5*d:
+			x[i] = float32(math.NaN())
+		default:
+			x[i] *= 300
+		}
+	}
+	var want []float32
+	for kn, be := range kernelSets(t, cpu.WithWorkers(2)) {
+		got := be.Softmax(be.FromHost(x, rows, d)).Host()
+		if want == nil {
+			want = got
+			continue
+		}
+		sameBits(t, want, got, kn)
+	}
+}

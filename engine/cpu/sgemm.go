@@ -3,25 +3,32 @@ package cpu
 // The SIMD matmul: packing, cache blocking and register tiling around the
 // assembly micro-kernels, as in BLIS and llamafile's tinyBLAS.
 //
-// First x is packed, in parallel, into row tiles: for each block of simdKC
-// values of k, six rows at a time, stored k-major ([k][6]) so that a
-// kernel broadcasts from consecutive addresses. Then the product is split
-// into tasks of up to maxTaskPanels panels of 16 output columns, run in
+// First x is packed, in parallel, into row tiles: for each block of k (see
+// kc), six rows at a time, stored k-major ([k][6]) so that a kernel
+// broadcasts from consecutive addresses. Then the product is split into
+// tasks of up to maxTaskPanels panels of 16 output columns, run in
 // parallel. A task walks k in blocks of simdKC; for each block it packs its
 // columns of w into panels (kc rows of 16 contiguous columns; for w [N, K]
 // this is a transpose), then walks its rows in blocks of simdMC and, for
 // each panel, runs the 6-row kernel down the block so that the panel stays
-// in L1 while the packed rows of x stream from L2. The last
-// rows of a block (fewer than six) use narrower-row, wider-column kernels.
-// Products with few rows and w [K, N] skip the packing and read w in place:
-// every element of w is then used at most twice, and packing would only
-// add memory traffic.
+// in L1 while the packed rows of x stream from L2; the last rows (fewer
+// than six) use narrower-row, wider-column kernels. Between kernel calls
+// the task prefetches the part of w its next block will pack, so that the
+// packing finds it in cache rather than in memory.
+//
+// Products of few rows do less arithmetic per value of w and are bound by
+// reading w, so they read it as it streams best. With w [K, N]: 1–3 rows
+// stream whole rows of w through a gemv kernel; up to packMinRows rows read
+// w in place, unpacked. With w [N, K]: narrow tasks transpose all of k of
+// their rows of w at once (streamW).
 //
 // Every kernel computes an element of the output as one lane of one
 // register: starting from the value in the output (zero), one fused
 // multiply-add per k in increasing k, then the bias. So the bits of an
 // element depend only on its row of x, its column of w and k: not on the
-// tile, the task, the packing, the number of rows or the worker count.
+// kernel, tile, task, block, packing, number of rows or worker count.
+// Scratch buffers come from the Backend's pools and are overwritten before
+// they are read.
 
 // tileKernel computes c = c·load + a·b for one tile: rows rows of a,
 // packed as a[p·rows+i] for row i and step p < k, times the k×16·panels
@@ -62,6 +69,13 @@ type simdKernels struct {
 	// mix adds w[j]·v[off[j]:off[j]+dh] to z[:dh] for j < n in order, dh a
 	// multiple of 32, with the bits of the pure-Go axpy; or is nil.
 	mix func(z *float32, dh int, w *float32, off *int, n int, v *float32)
+	// expDiff writes dst[i] = math.Exp(float64(src[i]-m)) for i < n, n a
+	// multiple of 4, for arguments in [-708, 709] and -Inf (others are
+	// left to math.Exp); or is nil.
+	expDiff func(dst *float64, src *float32, m float32, n int)
+	// divToF32 writes dst[i] = float32(e[i]/s) for i < n, n a multiple of
+	// 4; or is nil.
+	divToF32 func(dst *float32, e *float64, s float64, n int)
 	// prefetchRows asks the CPU to bring rows rows of bytes bytes each,
 	// lds floats apart from src, into cache; or is nil.
 	prefetchRows func(src *float32, lds, rows, bytes int)
@@ -72,7 +86,7 @@ const (
 	kernelRows    = 6   // rows of the main kernel
 	simdKC        = 256 // k block: a 6×256 block of x and a 256×16 panel fit in L1
 	simdMC        = 120 // row block (a multiple of kernelRows): 120×256 of x stays in L2
-	maxTaskPanels = 16  // panels per task at most: a packed block of 256 KiB
+	maxTaskPanels = 8   // panels per task at most: a packed block of 128 KiB
 	maxGemvPanels = 256 // panels per gemv task at most
 	packMinRows   = 13  // w [K, N] is packed for products with at least this many rows
 )

@@ -1,4 +1,4 @@
-//go:build amd64
+//go:build amd64 && !fxpurego
 
 package cpu
 
@@ -13,7 +13,8 @@ func avx2Kernels() *simdKernels {
 		return nil
 	}
 	k := &simdKernels{name: KernelsAVX2, packT16: packT16AVX2, packN16: packN16AVX2, geluTanh: geluTanhAVX2,
-		dots: dotsAVX2, mix: mixAVX2, prefetchRows: prefetchRowsAVX2}
+		dots: dotsAVX2, mix: mixAVX2, prefetchRows: prefetchRowsAVX2,
+		expDiff: expDiffAVX2, divToF32: divToF32AVX2}
 	k.tile[6][1] = sgemmAVX2_6x16
 	k.tile[5][1] = sgemmAVX2_5x16
 	k.tile[4][1] = sgemmAVX2_4x16
@@ -89,3 +90,9 @@ func mixAVX2(z *float32, dh int, w *float32, off *int, n int, v *float32)
 
 //go:noescape
 func prefetchRowsAVX2(src *float32, lds, rows, bytes int)
+
+//go:noescape
+func expDiffAVX2(dst *float64, src *float32, m float32, n int)
+
+//go:noescape
+func divToF32AVX2(dst *float32, e *float64, s float64, n int)

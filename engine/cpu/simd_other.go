@@ -1,6 +1,7 @@
-//go:build !amd64
+//go:build !amd64 || fxpurego
 
 package cpu
 
-// avx2Kernels returns nil: the AVX2 kernels exist on amd64 only.
+// avx2Kernels returns nil: the AVX2 kernels exist on amd64 only, and
+// not with the fxpurego build tag.
 func avx2Kernels() *simdKernels { return nil }

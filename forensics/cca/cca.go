@@ -95,8 +95,13 @@ type Progress func(format string, args ...any)
 
 // Search finds a 1-minimal fix set for the problem within layers (nil: all
 // layers).
-func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress Progress) (*Result, error) {
+func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress Progress) (res *Result, err error) {
 	start := time.Now()
+	defer func() {
+		if err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) && !errors.Is(err, ErrBudget) {
+			err = fmt.Errorf("%w: %w (cca.timeout, --timeout)", ErrBudget, err)
+		}
+	}()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -127,7 +132,7 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
 	}
-	res := &Result{Layers: layers, Granularity: cfg.Granularity, Intervention: cfg.Intervention, Notes: slices.Clone(p.Notes)}
+	res = &Result{Layers: layers, Granularity: cfg.Granularity, Intervention: cfg.Intervention, Notes: slices.Clone(p.Notes)}
 	res.Notes = append(res.Notes, "AtP*'s softmax recomputation applies to query/key sites; the candidates are attention head outputs (hook_z), MLP neurons and layer outputs, so plain attribution is exact in its linearisation there")
 
 	cands := candidates(m, layers, cfg.Granularity)
@@ -257,6 +262,31 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 	}
 	set := prefix(hi)
 
+	// Shrink coarsely first (delta debugging): drop whole chunks whose
+	// removal keeps the fix, halving the chunks while none can go.
+	for k := 2; len(set) > 2*cfg.Batch && k < len(set); {
+		chunks := split(set, k)
+		sets := make([][]int, len(chunks))
+		for i, c := range chunks {
+			sets[i] = withoutValues(set, c)
+		}
+		vals, err := ev.eval(members, sets)
+		if err != nil {
+			return res, err
+		}
+		dropped := false
+		for i, v := range vals {
+			if v <= 0 {
+				progress("cca: shrink: %d → %d members (chunks of %d)", len(set), len(sets[i]), len(chunks[i]))
+				set, dropped = sets[i], true
+				k = max(k-1, 2)
+				break
+			}
+		}
+		if !dropped {
+			k *= 2
+		}
+	}
 	// Shrink to 1-minimal: drop members whose removal keeps the fix.
 	for {
 		sets := [][]int{set}
@@ -313,6 +343,28 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 
 func without(set []int, i int) []int {
 	return append(slices.Clone(set[:i]), set[i+1:]...)
+}
+
+// split cuts set into k nearly equal chunks.
+func split(set []int, k int) [][]int {
+	var out [][]int
+	for i := range k {
+		lo, hi := i*len(set)/k, (i+1)*len(set)/k
+		if hi > lo {
+			out = append(out, set[lo:hi])
+		}
+	}
+	return out
+}
+
+func withoutValues(set, drop []int) []int {
+	var out []int
+	for _, v := range set {
+		if !slices.Contains(drop, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func withoutAll(set []int, idx []int) []int {

@@ -232,7 +232,6 @@ func closeTo(got, want, tol float64) bool {
 	return math.Abs(got-want) <= tol*math.Max(1, math.Abs(want))
 }
 
-
 func recordedText(in bundle.Input) string {
 	if in.Label != "" {
 		return in.Label

@@ -30,11 +30,13 @@ type Report struct {
 	NumLayers    int `json:"layers"`
 	// Signals are the signals the scores combine.
 	Signals []Signal `json:"signals"`
-	// Threshold flags layers and positions whose score reaches it.
+	// Threshold flags layers and positions whose anomaly reaches it.
 	Threshold float64 `json:"threshold"`
-	// Score is the run's anomaly score: the highest layer score.
+	// Score is the run's anomaly score: the highest layer anomaly (a layer
+	// against its own benign variability; see CombineCalibrated).
 	Score float64 `json:"score"`
-	// Flagged lists the flagged layers, by rank.
+	// Flagged lists the flagged layers (anomaly at or above the
+	// threshold), by rank.
 	Flagged []int `json:"flagged"`
 	// Ranking ranks the layers, highest score first.
 	Ranking []LayerScore `json:"ranking"`
@@ -55,28 +57,41 @@ type Report struct {
 
 // LayerScore is one layer's anomaly score.
 type LayerScore struct {
-	Layer int     `json:"layer"`
-	Rank  int     `json:"rank"`
-	Score float64 `json:"score"`
+	// Layer is the block; Rank its place by Score, from 1.
+	Layer int `json:"layer"`
+	Rank  int `json:"rank"`
+	// Score ranks and flags the layer; Anomaly is the layer against its
+	// own benign variability (see CombineCalibrated).
+	Score   float64 `json:"score"`
+	Anomaly float64 `json:"anomaly"`
 	// Position is where the layer scores highest.
-	Position int  `json:"position"`
-	Flagged  bool `json:"flagged"`
+	Position int `json:"position"`
+	// Flagged is true when the layer's anomaly reaches the threshold.
+	Flagged bool `json:"flagged"`
 	// Signal is the signal of the layer's largest deviation there.
 	Signal Signal `json:"signal"`
 }
 
-// PositionScore is one position's anomaly score: its highest layer.
+// PositionScore is one position's scores: its highest layer's.
 type PositionScore struct {
-	Position int     `json:"position"`
-	Token    int     `json:"token,omitempty"`
-	Score    float64 `json:"score"`
-	Layer    int     `json:"layer"`
-	Flagged  bool    `json:"flagged"`
+	// Position is the sequence position; Token the token there, when
+	// known.
+	Position int `json:"position"`
+	Token    int `json:"token,omitempty"`
+	// Score is the position's highest cell, Layer that cell's layer;
+	// Anomaly the highest cell against each layer's own benign
+	// variability, which flags the position.
+	Score   float64 `json:"score"`
+	Anomaly float64 `json:"anomaly"`
+	Layer   int     `json:"layer"`
+	Flagged bool    `json:"flagged"`
 }
 
 // SignalScores are the scores of one signal alone.
 type SignalScores struct {
-	Signal Signal    `json:"signal"`
+	Signal Signal `json:"signal"`
+	// Score is the run's anomaly from the signal alone; Layers each
+	// layer's score from it alone.
 	Score  float64   `json:"score"`
 	Layers []float64 `json:"layers"`
 	// Features is how many features of the signal were scored.
@@ -85,6 +100,9 @@ type SignalScores struct {
 
 // Deviation is one feature's value at one position against the baseline.
 type Deviation struct {
+	// Hook, Stat, Signal and Layer identify the feature; Position where it
+	// deviates; Value its value there, Median and Scale the baseline's,
+	// and Z = (Value - Median)/Scale.
 	Hook     string  `json:"hook"`
 	Stat     string  `json:"stat"`
 	Signal   Signal  `json:"signal"`
@@ -98,11 +116,13 @@ type Deviation struct {
 
 // FeatureCounts counts the features of a run.
 type FeatureCounts struct {
+	// Measured counts the run's features; Scored those scored.
 	Measured int `json:"measured"`
 	Scored   int `json:"scored"`
 	// BySignal counts the scored features of each signal.
 	BySignal map[Signal]int `json:"by_signal"`
-	Excluded int            `json:"excluded"`
+	// Excluded counts the features of hooks cf.exclude names.
+	Excluded int `json:"excluded"`
 	// Unknown are measured features the baseline lacks.
 	Unknown int `json:"unknown"`
 }
@@ -139,7 +159,7 @@ func Analyze(run Run, base *Baseline, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer c.Close()
-	f, err := Extract(run, c, base.MinRowBytes)
+	f, err := extract(run, c, base.MinRowBytes, cfg.Exclude)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +191,8 @@ func fillReport(rep *Report, f *Features, scored *Scored, signals []Signal, cfg 
 	rep.Score = all.Score
 	rep.Cells = all.Cells
 	for rank, l := range all.Ranking() {
-		ls := LayerScore{Layer: l, Rank: rank + 1, Score: all.Layers[l], Position: all.LayerPos[l], Flagged: all.Layers[l] >= cfg.Threshold}
+		ls := LayerScore{Layer: l, Rank: rank + 1, Score: all.Layers[l], Anomaly: all.Anomaly[l], Position: all.LayerPos[l],
+			Flagged: all.Anomaly[l] >= cfg.Threshold}
 		if d := topAt(scored, signals, l, ls.Position, 1); len(d) > 0 {
 			ls.Signal = d[0].Signal
 		}
@@ -184,7 +205,7 @@ func fillReport(rep *Report, f *Features, scored *Scored, signals []Signal, cfg 
 		rep.Flagged = []int{}
 	}
 	for p, s := range all.Positions {
-		ps := PositionScore{Position: p, Score: s, Flagged: s >= cfg.Threshold}
+		ps := PositionScore{Position: p, Score: s, Anomaly: all.PositionAnomaly[p], Flagged: all.PositionAnomaly[p] >= cfg.Threshold}
 		for l := range all.Cells {
 			if all.Cells[l][p] > all.Cells[ps.Layer][p] {
 				ps.Layer = l
@@ -211,10 +232,12 @@ func missingWhy(sig Signal) string {
 }
 
 // topAt returns the n largest |z| of the signals' features in the blocks,
-// at layer l and position p (-1: any).
+// at layer l and position p (-1: any), largest first (ties in feature
+// order).
 func topAt(s *Scored, signals []Signal, l, p, n int) []Deviation {
-	var out []Deviation
-	for _, f := range s.Features {
+	out := make([]Deviation, 0, n+1)
+	for fi := range s.Features {
+		f := &s.Features[fi]
 		if f.Layer < 0 || (l >= 0 && f.Layer != l) || !slices.Contains(signals, f.Signal) {
 			continue
 		}
@@ -222,13 +245,21 @@ func topAt(s *Scored, signals []Signal, l, p, n int) []Deviation {
 			if math.IsNaN(z) || math.IsInf(z, 0) || (p >= 0 && q != p && len(f.Z) > 1) {
 				continue
 			}
-			out = append(out, Deviation{Hook: f.Hook, Stat: f.Stat, Signal: f.Signal, Layer: f.Layer, Position: q,
+			a := math.Abs(z)
+			if len(out) == n && a <= math.Abs(out[n-1].Z) {
+				continue
+			}
+			// Insert after every deviation at least as large.
+			k := len(out)
+			for k > 0 && math.Abs(out[k-1].Z) < a {
+				k--
+			}
+			out = slices.Insert(out, k, Deviation{Hook: f.Hook, Stat: f.Stat, Signal: f.Signal, Layer: f.Layer, Position: q,
 				Value: f.Values[q], Median: f.Median[q], Scale: f.Scale[q], Z: z})
+			if len(out) > n {
+				out = out[:n]
+			}
 		}
-	}
-	sort.SliceStable(out, func(a, b int) bool { return math.Abs(out[a].Z) > math.Abs(out[b].Z) })
-	if len(out) > n {
-		out = out[:n]
 	}
 	return out
 }
@@ -249,8 +280,8 @@ func (r *Report) Text() string {
 		fmt.Fprintf(&b, "replayed   %d hooks on the model; %d sketch hashes match the recording\n", len(r.Source.Replayed), r.Source.Verified)
 	}
 	fmt.Fprintf(&b, "signals    %s (%d features scored)\n", strings.Join(sigs, "+"), r.Features.Scored)
-	fmt.Fprintf(&b, "score      %.2f (threshold %.2f): %s\n\n", r.Score, r.Threshold, flaggedText(r.Flagged))
-	fmt.Fprintf(&b, "%-5s %-6s %8s %9s  %-12s", "RANK", "LAYER", "SCORE", "POSITION", "SIGNAL")
+	fmt.Fprintf(&b, "anomaly    %.2f; layers flagged (anomaly ≥ %.2f): %s\n\n", r.Score, r.Threshold, flaggedText(r.Flagged))
+	fmt.Fprintf(&b, "%-5s %-6s %8s %8s %9s  %-12s", "RANK", "LAYER", "SCORE", "ANOMALY", "POSITION", "SIGNAL")
 	for _, s := range r.BySignal {
 		fmt.Fprintf(&b, " %11s", s.Signal)
 	}
@@ -260,7 +291,7 @@ func (r *Report) Text() string {
 		if l.Flagged {
 			mark = "*"
 		}
-		fmt.Fprintf(&b, "%-5d %-6s %8.2f %9d  %-12s", l.Rank, fmt.Sprintf("%d%s", l.Layer, mark), l.Score, l.Position, l.Signal)
+		fmt.Fprintf(&b, "%-5d %-6s %8.2f %8.2f %9d  %-12s", l.Rank, fmt.Sprintf("%d%s", l.Layer, mark), l.Score, l.Anomaly, l.Position, l.Signal)
 		for _, s := range r.BySignal {
 			fmt.Fprintf(&b, " %11.2f", s.Layers[l.Layer])
 		}
@@ -290,11 +321,11 @@ func (r *Report) Text() string {
 
 func flaggedText(layers []int) string {
 	if len(layers) == 0 {
-		return "no layer flagged"
+		return "none"
 	}
 	parts := make([]string, len(layers))
 	for i, l := range layers {
 		parts[i] = fmt.Sprint(l)
 	}
-	return "flagged layers " + strings.Join(parts, ", ")
+	return strings.Join(parts, ", ")
 }

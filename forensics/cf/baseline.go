@@ -83,12 +83,38 @@ type Baseline struct {
 	Bidirectional bool `json:"bidirectional"`
 	// Features holds every feature's distributions, sorted by key.
 	Features []FeatureDist `json:"features"`
+	// Scoring holds the scoring settings the calibration was made with.
+	Scoring Scoring `json:"scoring"`
+	// Calibration holds, per signal, the distribution of log(1 + a layer's
+	// score from the signal alone) over the baseline's own runs, per layer
+	// and pooled (see CombineCalibrated).
+	Calibration []Calibration `json:"calibration"`
 
 	index map[string]int
 }
 
+// Scoring holds the settings that make a layer's score from z-scores:
+// cf.exclude, cf.top and cf.z_clip.
+type Scoring struct {
+	// Exclude, Top and ZClip are cf.exclude, cf.top and cf.z_clip.
+	Exclude []string `json:"exclude"`
+	Top     int      `json:"top"`
+	ZClip   float64  `json:"z_clip"`
+}
+
+// Calibration is the distribution of log(1 + a signal's layer score) over
+// the baseline's runs: per layer, and over every layer together.
+type Calibration struct {
+	// Signal is the signal calibrated.
+	Signal Signal `json:"signal"`
+	// Layers holds each layer's distribution; All pools the layers.
+	Layers []Dist `json:"layers"`
+	All    Dist   `json:"all"`
+}
+
 // FeatureDist is one feature's distributions by position class.
 type FeatureDist struct {
+	// Hook, Stat and Layer identify the feature (see Series).
 	Hook  string `json:"hook"`
 	Stat  string `json:"stat"`
 	Layer int    `json:"layer"`
@@ -145,9 +171,11 @@ func (f *FeatureDist) Dist(b *Baseline, p, P int, whole bool) (Dist, bool) {
 
 // Accumulator collects the features of benign runs into a Baseline.
 type Accumulator struct {
-	b       Baseline
-	samples map[string]*featureSamples
-	reach   []int // reach[p]: runs with more than p positions (last excluded)
+	b          Baseline
+	minSamples int
+	samples    map[string]*featureSamples
+	reach      []int // reach[p]: runs with more than p positions (last excluded)
+	runs       []*Features
 }
 
 type featureSamples struct {
@@ -159,13 +187,16 @@ type featureSamples struct {
 }
 
 // NewAccumulator returns an accumulator for baselines of the model
-// identified by model, with layers blocks, sketch settings sketch and the
-// compression settings of c and minRowBytes.
-func NewAccumulator(model bundle.Model, layers int, sketch bundle.Sketch, c *Compressor, minRowBytes, maxNewTokens int) *Accumulator {
+// identified by model, with layers blocks and sketch settings sketch, with
+// cfg's compression, scoring and baseline settings.
+func NewAccumulator(model bundle.Model, layers int, sketch bundle.Sketch, cfg Config) *Accumulator {
 	return &Accumulator{
-		b: Baseline{Format: BaselineFormat, Model: model, Layers: layers, Sketch: sketch, Quantize: c.Quant(),
-			ZstdLevel: c.Level(), MinRowBytes: minRowBytes, MaxNewTokens: maxNewTokens, Bidirectional: model.Type == "bert"},
-		samples: map[string]*featureSamples{},
+		b: Baseline{Format: BaselineFormat, Model: model, Layers: layers, Sketch: sketch, Quantize: cfg.Quantize,
+			ZstdLevel: cfg.ZstdLevel, MinRowBytes: cfg.MinRowBytes, MaxNewTokens: cfg.Baseline.MaxNewTokens,
+			Bidirectional: model.Type == "bert",
+			Scoring:       Scoring{Exclude: slices.Clone(cfg.Exclude), Top: cfg.Top, ZClip: cfg.ZClip}},
+		minSamples: cfg.Baseline.MinSamples,
+		samples:    map[string]*featureSamples{},
 	}
 }
 
@@ -178,6 +209,7 @@ func (a *Accumulator) Add(f *Features) error {
 		return fmt.Errorf("cf: baseline: sketch k=%d seed=%d, the baseline has k=%d seed=%d", f.SketchK, f.SketchSeed, a.b.Sketch.K, a.b.Sketch.Seed)
 	}
 	P := f.Positions
+	a.runs = append(a.runs, f)
 	a.b.Prompts++
 	a.b.Positions += P
 	n := P
@@ -215,8 +247,11 @@ func (a *Accumulator) Add(f *Features) error {
 }
 
 // Baseline summarises the runs added so far: positions reached by at
-// least minSamples runs get their own class, later ones are pooled.
-func (a *Accumulator) Baseline(minSamples int, created time.Time) (*Baseline, error) {
+// least cf.baseline.min_samples runs get their own class, later ones are
+// pooled. It then scores every run against the summary and keeps the
+// distribution of each signal's layer scores as the calibration.
+func (a *Accumulator) Baseline(created time.Time) (*Baseline, error) {
+	minSamples := a.minSamples
 	if a.b.Prompts == 0 {
 		return nil, fmt.Errorf("cf: baseline: no runs")
 	}
@@ -262,7 +297,49 @@ func (a *Accumulator) Baseline(minSamples int, created time.Time) (*Baseline, er
 		fd.Classes[ClassAll] = Summarize(all)
 		b.Features = append(b.Features, fd)
 	}
+	b.calibrate(a.runs)
 	return &b, nil
+}
+
+// calibrate scores each run against the baseline, each signal alone, and
+// keeps the distribution of log(1 + layer score) per signal and layer.
+// The runs are part of the baseline they are scored against, so the
+// calibration sees them as slightly more typical than new benign runs.
+func (b *Baseline) calibrate(runs []*Features) {
+	b.Calibration = nil
+	samples := map[Signal][][]float64{}
+	for _, f := range runs {
+		s := Score(f, b, b.Scoring.Exclude)
+		for _, sig := range AllSignals() {
+			c := s.signalCells([]Signal{sig}, b.Scoring.Top, b.Scoring.ZClip)
+			if c == nil {
+				continue
+			}
+			if samples[sig] == nil {
+				samples[sig] = make([][]float64, b.Layers)
+			}
+			for l := range min(len(c), b.Layers) {
+				best := 0.0
+				for _, v := range c[l] {
+					best = max(best, v)
+				}
+				samples[sig][l] = append(samples[sig][l], math.Log1p(best))
+			}
+		}
+	}
+	for _, sig := range AllSignals() {
+		if samples[sig] == nil {
+			continue
+		}
+		cal := Calibration{Signal: sig, Layers: make([]Dist, b.Layers)}
+		var pooled []float64
+		for l, xs := range samples[sig] {
+			cal.Layers[l] = Summarize(xs)
+			pooled = append(pooled, xs...)
+		}
+		cal.All = Summarize(pooled)
+		b.Calibration = append(b.Calibration, cal)
+	}
 }
 
 // Validate checks a baseline's fields, naming the first one at fault.
@@ -293,6 +370,28 @@ func (b *Baseline) Validate() error {
 		return bad("cutoff", "%d < 0", b.Cutoff)
 	case len(b.Features) == 0:
 		return bad("features", "empty")
+	}
+	if b.Scoring.Top < 1 || !(b.Scoring.ZClip > 0) {
+		return bad("scoring", "top %d, z_clip %g", b.Scoring.Top, b.Scoring.ZClip)
+	}
+	for i, c := range b.Calibration {
+		field := fmt.Sprintf("calibration[%d]", i)
+		if _, err := ParseSignal(string(c.Signal)); err != nil {
+			return bad(field+".signal", "%v", err)
+		}
+		if len(c.Layers) != b.Layers {
+			return bad(field+".layers", "%d layers, the model has %d", len(c.Layers), b.Layers)
+		}
+		for l, d := range append(slices.Clone(c.Layers), c.All) {
+			name := fmt.Sprintf("%s.layers[%d]", field, l)
+			if l == len(c.Layers) {
+				name = field + ".all"
+			}
+			if d.N < 1 || math.IsNaN(d.Median) || math.IsInf(d.Median, 0) || !(d.MAD >= 0) || !(d.MeanAD >= 0) ||
+				math.IsInf(d.MAD, 0) || math.IsInf(d.MeanAD, 0) {
+				return bad(name, "n %d, median %g, mad %g, mean_ad %g", d.N, d.Median, d.MAD, d.MeanAD)
+			}
+		}
 	}
 	for i, f := range b.Features {
 		field := fmt.Sprintf("features[%d]", i)

@@ -48,7 +48,7 @@ func BuildBaseline(ctx context.Context, m *transformer.Model, prompts [][]int, o
 		return nil, err
 	}
 	defer c.Close()
-	acc := NewAccumulator(o.Model, m.Config.Layers, o.Sketch, c, cfg.MinRowBytes, cfg.Baseline.MaxNewTokens)
+	acc := NewAccumulator(o.Model, m.Config.Layers, o.Sketch, cfg)
 	opts := RecordOptions(m, cfg.Values, o.Sketch)
 	for i, ids := range prompts {
 		start := time.Now()
@@ -56,7 +56,7 @@ func BuildBaseline(ctx context.Context, m *transformer.Model, prompts [][]int, o
 		if err != nil {
 			return nil, fmt.Errorf("cf: baseline prompt %d: %w", i+1, err)
 		}
-		f, err := Extract(run, c, cfg.MinRowBytes)
+		f, err := extract(run, c, cfg.MinRowBytes, cfg.Exclude)
 		if err != nil {
 			return nil, fmt.Errorf("cf: baseline prompt %d: %w", i+1, err)
 		}
@@ -67,7 +67,7 @@ func BuildBaseline(ctx context.Context, m *transformer.Model, prompts [][]int, o
 			fmt.Fprintf(o.Log, "baseline: prompt %d/%d, %d positions, %s\n", i+1, len(prompts), f.Positions, time.Since(start).Round(time.Millisecond))
 		}
 	}
-	b, err := acc.Baseline(cfg.Baseline.MinSamples, time.Now())
+	b, err := acc.Baseline(time.Now())
 	if err != nil {
 		return nil, err
 	}

@@ -21,9 +21,10 @@ var chartColors = []color.RGBA{
 }
 
 // Chart returns a plot of the report's scores by layer: for each layer a
-// group of bars, the combined score then each signal's score alone, and
-// the flagging threshold as a dashed line. Scores are drawn as
-// log10(1 + score), since z-scores span orders of magnitude.
+// group of bars, the combined score then each signal's score alone, the
+// layer's anomaly as a point and the flagging threshold as a dashed line.
+// Scores are drawn as log10(1 + score), since they span orders of
+// magnitude.
 func (r *Report) Chart() (*plot.Plot, error) {
 	p := plot.New()
 	title := "CF anomaly score by layer"
@@ -64,14 +65,39 @@ func (r *Report) Chart() (*plot.Plot, error) {
 		p.Add(bars)
 		p.Legend.Add(s.name, bars)
 	}
+	// The anomaly (a layer against its own benign runs) flags a layer at
+	// the threshold: points and a dashed line.
+	anomaly := make(plotter.XYs, L)
+	top := 0.0
+	for _, l := range r.Ranking {
+		anomaly[l.Layer] = plotter.XY{X: float64(l.Layer), Y: log1p10(l.Anomaly)}
+	}
+	for _, s := range series {
+		for _, v := range s.vals {
+			top = max(top, v)
+		}
+	}
+	for _, a := range anomaly {
+		top = max(top, a.Y)
+	}
+	pts, err := plotter.NewScatter(anomaly)
+	if err != nil {
+		return nil, fmt.Errorf("cf: chart: %w", err)
+	}
+	pts.Color = color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}
+	pts.Radius = vg.Points(3.5)
+	p.Add(pts)
+	p.Legend.Add("anomaly (vs the layer's own benign runs)", pts)
 	thr := plotter.NewFunction(func(float64) float64 { return log1p10(r.Threshold) })
 	thr.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-	thr.Color = color.RGBA{R: 0x88, G: 0x88, B: 0x88, A: 0xff}
+	thr.Color = color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}
 	p.Add(thr)
-	p.Legend.Add(fmt.Sprintf("threshold %.3g", r.Threshold), thr)
+	p.Legend.Add(fmt.Sprintf("flagging threshold %.3g (anomaly)", r.Threshold), thr)
 	p.Legend.Top = true
 	p.X.Min, p.X.Max = -0.6, float64(L)-0.4
 	p.Y.Min = 0
+	// Head room for the legend above the bars.
+	p.Y.Max = 1.6 * max(top, log1p10(r.Threshold), 0.1)
 	names := make([]string, L)
 	for l := range L {
 		names[l] = strconv.Itoa(l)

@@ -2,13 +2,15 @@ package cf
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/klauspost/compress/zstd"
 )
 
 // Compressor measures how well rows of activations compress: it quantises
 // a row (Int8 or FP16) and compresses it with zstd (klauspost/compress) at
-// a fixed level, in one frame without checksum. Its methods may be called
+// a fixed level, in one frame without checksum, entropy-coding the
+// literals of every block. Its methods may be called
 // from several goroutines at once; each call owns its own buffers.
 type Compressor struct {
 	quant string
@@ -19,7 +21,7 @@ type Compressor struct {
 // NewCompressor returns a compressor that quantises as quant (Int8 or FP16)
 // and compresses at zstd level (1 to 22, mapped by klauspost/compress to
 // its nearest speed: 1-2 fastest, 3-5 default, 6-9 better, 10+ best).
-// concurrency bounds the calls that run at once (at least 1).
+// concurrency bounds the calls that run at once (GOMAXPROCS when below 1).
 func NewCompressor(quant string, level, concurrency int) (*Compressor, error) {
 	if quant != Int8 && quant != FP16 {
 		return nil, fmt.Errorf("cf: quantize %q: want %s or %s", quant, Int8, FP16)
@@ -27,12 +29,21 @@ func NewCompressor(quant string, level, concurrency int) (*Compressor, error) {
 	if level < 1 || level > 22 {
 		return nil, fmt.Errorf("cf: zstd level %d is outside [1, 22]", level)
 	}
+	if concurrency < 1 {
+		concurrency = runtime.GOMAXPROCS(0)
+	}
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
 		zstd.WithEncoderCRC(false),
-		zstd.WithEncoderConcurrency(max(concurrency, 1)),
+		zstd.WithEncoderConcurrency(concurrency),
 		zstd.WithSingleSegment(true),
 		zstd.WithZeroFrames(true),
+		// Entropy-code literals even when a row has no repeated
+		// substrings (the usual case for quantised activations): the
+		// compressed size then measures how skewed the values are, which is
+		// what CF is after. Without it a row with no match is stored raw
+		// whatever its distribution.
+		zstd.WithAllLitEntropyCompression(true),
 		zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, fmt.Errorf("cf: zstd: %w", err)
@@ -75,6 +86,6 @@ func (c *Compressor) Ratio(row []float32, scratch *Scratch) float64 {
 
 // Scratch holds a goroutine's reusable buffers for Ratio.
 type Scratch struct {
-	q, z []byte
-	row  []float32
+	q, z      []byte
+	row, a, b []float32
 }

@@ -71,9 +71,9 @@ func DefaultConfig() Config {
 			"blocks.*.ln1.hook_scale", "blocks.*.ln2.hook_scale"},
 		Signals:   []string{string(Compression), string(Norm), string(Projection)},
 		Top:       3,
-		Combine:   CombineGeometric,
+		Combine:   CombineCalibrated,
 		ZClip:     1000,
-		Threshold: 6,
+		Threshold: 10,
 		Baseline:  BaselineConfig{MaxNewTokens: 8, MinSamples: 16},
 	}
 }
@@ -110,8 +110,8 @@ func (c *Config) Validate() error {
 	if c.Top < 1 {
 		return fmt.Errorf("cf.top: %d < 1", c.Top)
 	}
-	if c.Combine != CombineGeometric && c.Combine != CombinePooled {
-		return fmt.Errorf("cf.combine: %q is not %s or %s", c.Combine, CombineGeometric, CombinePooled)
+	if c.Combine != CombineCalibrated && c.Combine != CombineGeometric && c.Combine != CombinePooled {
+		return fmt.Errorf("cf.combine: %q is not %s, %s or %s", c.Combine, CombineCalibrated, CombineGeometric, CombinePooled)
 	}
 	if !(c.ZClip > 0) {
 		return fmt.Errorf("cf.z_clip: %g is not positive", c.ZClip)
@@ -178,6 +178,8 @@ func LoadConfig(docs ...NamedYAML) (Config, error) {
 
 // NamedYAML is a YAML document and the name its errors carry.
 type NamedYAML struct {
+	// Name names the document in errors (a file name).
 	Name string
+	// Data is the YAML text.
 	Data []byte
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"gonum.org/v1/gonum/stat"
+
 	"github.com/modelforensics/fx/forensics/bundle"
 	"github.com/modelforensics/fx/forensics/scenario"
 	"github.com/modelforensics/fx/transformer"
@@ -38,12 +40,18 @@ type EvalOptions struct {
 	// Variants are the ways of providing the activations to compress; nil
 	// means DefaultVariants(Config.Values).
 	Variants []Variant
+	// Limit, when positive, keeps the first Limit failing and the first
+	// Limit benign prompts of each file (a quick check, not the
+	// evaluation).
+	Limit int
 	// Log, when not nil, receives progress lines.
 	Log io.Writer
 }
 
 // EvalResult is CF's evaluation on one scenario.
 type EvalResult struct {
+	// Scenario, Size and Model say what was evaluated (the ground truth's
+	// scenario, size and model type).
 	Scenario string `json:"scenario"`
 	Size     string `json:"size"`
 	Model    string `json:"model"`
@@ -98,6 +106,18 @@ type EvalRow struct {
 	// FailingScore and BenignScore are the median per-prompt scores.
 	FailingScore float64 `json:"failing_median_score"`
 	BenignScore  float64 `json:"benign_median_score"`
+	// FailingTop and BenignTop are the median highest layer scores (what
+	// ranks the layers); FailingFlagged and BenignFlagged the fractions of
+	// failing and benign prompts with a layer flagged (anomaly at or above
+	// the config's threshold).
+	FailingTop     float64 `json:"failing_median_top_layer"`
+	BenignTop      float64 `json:"benign_median_top_layer"`
+	FailingFlagged float64 `json:"failing_flagged"`
+	BenignFlagged  float64 `json:"benign_flagged"`
+	// CleanP95 is the 95th percentile of the per-prompt score over the
+	// benign prompts without a trigger token: a threshold that flags about
+	// 5% of them.
+	CleanP95 float64 `json:"clean_benign_p95_score"`
 }
 
 // SetName returns the name of a signal set: the signals joined by "+".
@@ -240,7 +260,7 @@ func Evaluate(ctx context.Context, dir string, m *transformer.Model, o EvalOptio
 		}
 		e := &measured{trigger: slices.ContainsFunc(ids, func(id int) bool { return trigger[id] }), fold: fold(text)}
 		for _, v := range variants {
-			f, err := Extract(withValues(run, v.Values), c, cfg.MinRowBytes)
+			f, err := extract(withValues(run, v.Values), c, cfg.MinRowBytes, cfg.Exclude)
 			if err != nil {
 				return nil, err
 			}
@@ -249,7 +269,7 @@ func Evaluate(ctx context.Context, dir string, m *transformer.Model, o EvalOptio
 		return e, nil
 	}
 	var calibM []*measured
-	for _, p := range calib {
+	for _, p := range limitPrompts(calib, o.Limit) {
 		if p.Kind != scenario.Benign {
 			continue
 		}
@@ -260,7 +280,8 @@ func Evaluate(ctx context.Context, dir string, m *transformer.Model, o EvalOptio
 		calibM = append(calibM, e)
 	}
 	var evals []*measured
-	for i, p := range s.Prompts {
+	prompts := limitPrompts(s.Prompts, o.Limit)
+	for i, p := range prompts {
 		e, err := measure(p.Text)
 		if err != nil {
 			return nil, err
@@ -276,14 +297,14 @@ func Evaluate(ctx context.Context, dir string, m *transformer.Model, o EvalOptio
 		}
 		evals = append(evals, e)
 		if o.Log != nil && (i+1)%25 == 0 {
-			fmt.Fprintf(o.Log, "%s %s: %d/%d prompts measured\n", res.Scenario, res.Size, i+1, len(s.Prompts))
+			fmt.Fprintf(o.Log, "%s %s: %d/%d prompts measured\n", res.Scenario, res.Size, i+1, len(prompts))
 		}
 	}
 	res.BaselinePrompts = len(calibM)
 	for vi := range variants {
 		bases := make([]*Baseline, 2)
 		for k := range bases {
-			acc := NewAccumulator(bundle.Model{Name: dir, Type: m.Config.ModelType, WeightsSHA256: "scenario"}, m.Config.Layers, sketch, c, cfg.MinRowBytes, maxNew)
+			acc := NewAccumulator(bundle.Model{Name: dir, Type: m.Config.ModelType, WeightsSHA256: "scenario"}, m.Config.Layers, sketch, cfg)
 			for _, e := range calibM {
 				if err := acc.Add(e.f[vi]); err != nil {
 					return nil, err
@@ -296,7 +317,7 @@ func Evaluate(ctx context.Context, dir string, m *transformer.Model, o EvalOptio
 					}
 				}
 			}
-			if bases[k], err = acc.Baseline(cfg.Baseline.MinSamples, time.Now()); err != nil {
+			if bases[k], err = acc.Baseline(time.Now()); err != nil {
 				return nil, err
 			}
 			if vi == 0 {
@@ -321,10 +342,12 @@ func Evaluate(ctx context.Context, dir string, m *transformer.Model, o EvalOptio
 			if !hasCompression(set) {
 				row.Variant = "any"
 			}
-			var ranks, failScores, benignScores, cleanScores []float64
+			var ranks, failScores, benignScores, cleanScores, failTop, benignTop []float64
 			for _, e := range evals {
 				sc := e.scores[vi][k]
+				topLayer := slices.Max(sc.Layers)
 				if !e.failing {
+					benignTop = append(benignTop, topLayer)
 					benignScores = append(benignScores, sc.Score)
 					if !e.trigger {
 						cleanScores = append(cleanScores, sc.Score)
@@ -332,6 +355,7 @@ func Evaluate(ctx context.Context, dir string, m *transformer.Model, o EvalOptio
 					continue
 				}
 				failScores = append(failScores, sc.Score)
+				failTop = append(failTop, topLayer)
 				r := sc.Rank(res.Planted)
 				ranks = append(ranks, float64(r))
 				if r >= 1 && r <= len(row.Ranks) {
@@ -353,12 +377,34 @@ func Evaluate(ctx context.Context, dir string, m *transformer.Model, o EvalOptio
 			row.AUROC = AUROC(failScores, benignScores)
 			row.AUROCNoTrigger = AUROC(failScores, cleanScores)
 			row.FailingScore, row.BenignScore = Median(failScores), Median(benignScores)
+			row.FailingFlagged, row.BenignFlagged = fractionAtLeast(failScores, cfg.Threshold), fractionAtLeast(benignScores, cfg.Threshold)
+			row.FailingTop, row.BenignTop = Median(failTop), Median(benignTop)
+			if sorted := finiteSorted(cleanScores); len(sorted) > 0 {
+				row.CleanP95 = stat.Quantile(0.95, stat.Empirical, sorted, nil)
+			}
 			res.Rows = append(res.Rows, row)
 		}
 	}
 	res.Seconds = time.Since(start).Seconds()
 	res.PerPrompt = res.Seconds / float64(len(evals)+len(calibM))
 	return res, nil
+}
+
+// limitPrompts keeps the first n failing and the first n benign prompts
+// (all of them when n is not positive).
+func limitPrompts(prompts []scenario.Prompt, n int) []scenario.Prompt {
+	if n <= 0 {
+		return prompts
+	}
+	var out []scenario.Prompt
+	count := map[string]int{}
+	for _, p := range prompts {
+		if count[p.Kind] < n {
+			count[p.Kind]++
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // fold deals a prompt into one of two folds by a hash of its text: the
@@ -368,6 +414,20 @@ func fold(text string) int {
 	h := fnv.New32a()
 	h.Write([]byte(text))
 	return int(h.Sum32() % 2)
+}
+
+// fractionAtLeast returns the fraction of xs at or above t.
+func fractionAtLeast(xs []float64, t float64) float64 {
+	n := 0
+	for _, x := range xs {
+		if x >= t {
+			n++
+		}
+	}
+	if len(xs) == 0 {
+		return 0
+	}
+	return float64(n) / float64(len(xs))
 }
 
 func mean(xs []float64) float64 {

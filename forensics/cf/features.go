@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,11 +45,16 @@ func ParseSignal(s string) (Signal, error) {
 
 // Statistics measured per hook and position.
 const (
-	StatRatio  = "ratio"
-	StatRMS    = "rms"
+	// StatRatio is the compressed/raw ratio of the quantised activation.
+	StatRatio = "ratio"
+	// StatRMS is the root mean square, L2/√count.
+	StatRMS = "rms"
+	// StatMaxAbs is the largest magnitude, max(|min|, |max|).
 	StatMaxAbs = "maxabs"
-	StatMean   = "mean"
-	StatCrest  = "crest"
+	// StatMean is the mean.
+	StatMean = "mean"
+	// StatCrest is the crest factor, maxabs/rms.
+	StatCrest = "crest"
 	// statProj prefixes the projection components: proj0, proj1, ...
 	statProj = "proj"
 )
@@ -143,12 +149,19 @@ func isAttention(hook string) bool {
 }
 
 // Extract measures every feature of a run: the sketch statistics of every
-// recorded hook, the compression ratio of every stored activation whose
-// rows have at least minRowBytes quantised bytes, and the derived
+// recorded hook, the compression ratio of every stored activation in the
+// blocks whose rows have at least minRowBytes quantised bytes, and the derived
 // delta_attn and delta_mlp of every block whose residual stream is
 // stored. Values are rounded to float16 first (as bundles store them), so
 // a float32 replay and a float16 bundle measure alike.
 func Extract(run Run, c *Compressor, minRowBytes int) (*Features, error) {
+	return extract(run, c, minRowBytes, nil)
+}
+
+// extract is Extract measuring no compression ratio of the hooks that
+// match a skip pattern (hooks whose features are not scored); derived
+// hooks are measured whatever their sources.
+func extract(run Run, c *Compressor, minRowBytes int, skip []string) (*Features, error) {
 	rec := run.Record
 	if run.ModelType != "gpt2" && run.ModelType != "bert" {
 		return nil, fmt.Errorf("cf: model type %q: want gpt2 or bert", run.ModelType)
@@ -183,8 +196,12 @@ func Extract(run Run, c *Compressor, minRowBytes int) (*Features, error) {
 	for _, h := range rec.Hooks {
 		r := byName[h.Name]
 		info := h
+		hc := c
+		if matchAny(skip, h.Name) {
+			hc = nil
+		}
 		jobs = append(jobs, &job{fn: func(s *Scratch) ([]Series, error) {
-			return hookSeries(r, info, c, minRowBytes, causal, s), nil
+			return hookSeries(r, info, hc, minRowBytes, causal, s), nil
 		}})
 		if strings.HasSuffix(h.Name, ".hook_resid_post") {
 			l := LayerOf(h.Name)
@@ -262,7 +279,12 @@ func hookSeries(r *bundle.HookRecord, info bundle.HookInfo, c *Compressor, minRo
 	out := sketchSeries(r.Hook, l, P, k, func(p int) (count int64, mean, l2, mn, mx float32) {
 		return r.Count[p], r.Mean[p], r.L2[p], r.Min[p], r.Max[p]
 	}, func(p, j int) float64 { return float64(r.Proj[p*k+j]) })
-	if r.Raw == nil || c == nil {
+	if strings.HasSuffix(r.Hook, "attn.hook_pattern") {
+		// Every row of an attention pattern sums to 1: its mean is 1 over
+		// the number of keys, a function of the length and nothing else.
+		out = slices.DeleteFunc(out, func(s Series) bool { return s.Stat == StatMean })
+	}
+	if r.Raw == nil || c == nil || l < 0 {
 		return out
 	}
 	ratio := Series{Hook: r.Hook, Stat: StatRatio, Layer: l, Values: make([]float64, P)}
@@ -351,8 +373,10 @@ func deltaSeries(name string, layer int, a, b *bundle.HookRecord, info bundle.Ho
 		row := s.row[:0]
 		sum, sumsq := 0.0, 0.0
 		mn, mx := float32(math.Inf(1)), float32(math.Inf(-1))
-		for i := p * n; i < (p+1)*n; i++ {
-			d := f16round(b.Raw.At(i)) - f16round(a.Raw.At(i))
+		s.a = rowOf(s.a[:0], a.Raw, info, p, false)
+		s.b = rowOf(s.b[:0], b.Raw, info, p, false)
+		for i := range s.a {
+			d := s.b[i] - s.a[i]
 			row = append(row, d)
 			sum += float64(d)
 			sumsq += float64(d) * float64(d)
@@ -385,8 +409,14 @@ func f16round(x float32) float32 { return weights.F16ToFloat32(weights.Float32To
 func rowOf(dst []float32, raw *bundle.Raw, info bundle.HookInfo, p int, causal bool) []float32 {
 	shape := raw.Shape
 	add := func(from, to int) {
-		for i := from; i < to; i++ {
-			dst = append(dst, f16round(raw.At(i)))
+		if raw.DType == bundle.Float16 {
+			for _, h := range raw.F16[from:to] {
+				dst = append(dst, weights.F16ToFloat32(h))
+			}
+			return
+		}
+		for _, x := range raw.F32[from:to] {
+			dst = append(dst, f16round(x))
 		}
 	}
 	switch {

@@ -18,9 +18,13 @@ const (
 	FP16 = "fp16"
 )
 
-// Int8 codes of non-finite values, outside the range finite values map to
-// ([-127, 127]): NaN is -128; +Inf and -Inf saturate to 127 and -127.
-const int8NaN = -128
+// Int8 codes of non-finite values, as bytes: NaN is -128 (outside the
+// range [-127, 127] finite values map to); -Inf saturates to -127 (+Inf
+// to 127).
+const (
+	nanCode    byte = 0x80 // int8(-128)
+	negInfCode byte = 0x81 // int8(-127)
+)
 
 // QuantizeInt8 appends the int8 quantisation of row to dst and returns it
 // with the row's scale: s = max|x|/127 over the finite values, each value
@@ -29,10 +33,14 @@ const int8NaN = -128
 // -128, ±Inf ±127.
 func QuantizeInt8(dst []byte, row []float32) ([]byte, float32) {
 	var amax float32
+	finite := true
 	for _, x := range row {
-		if a := float32(math.Abs(float64(x))); a > amax && !math.IsInf(float64(a), 0) {
-			amax = a
+		a := math.Abs(float64(x))
+		if a > math.MaxFloat32 || a != a { // ±Inf or NaN
+			finite = false
+			continue
 		}
+		amax = max(amax, float32(a))
 	}
 	scale := amax / 127
 	inv := float32(0)
@@ -40,20 +48,29 @@ func QuantizeInt8(dst []byte, row []float32) ([]byte, float32) {
 		inv = 127 / amax
 	}
 	for _, x := range row {
-		var q int32
-		switch {
-		case x != x: // NaN
-			q = int8NaN
-		case math.IsInf(float64(x), 1):
-			q = 127
-		case math.IsInf(float64(x), -1):
-			q = -127
-		default:
-			v := float64(x * inv)
-			q = int32(math.Round(v))
-			q = min(max(q, -127), 127)
+		if !finite {
+			switch {
+			case x != x: // NaN
+				dst = append(dst, nanCode)
+				continue
+			case math.IsInf(float64(x), 1):
+				dst = append(dst, 127)
+				continue
+			case math.IsInf(float64(x), -1):
+				dst = append(dst, negInfCode)
+				continue
+			}
 		}
-		dst = append(dst, byte(int8(q)))
+		// Round half away from zero: x·inv is a float32, exact in float64,
+		// and so is adding ½; truncation then rounds.
+		v := float64(x * inv)
+		var q int32
+		if v >= 0 {
+			q = int32(v + 0.5)
+		} else {
+			q = int32(v - 0.5)
+		}
+		dst = append(dst, byte(int8(min(max(q, -127), 127))))
 	}
 	return dst, scale
 }

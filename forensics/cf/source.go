@@ -163,11 +163,14 @@ func replayHooks(ctx context.Context, b *bundle.Bundle, recorded []bundle.HookRe
 }
 
 // RecordOptions returns the recorder options CF records a prompt with for
-// a baseline or an evaluation: every hook but the per-head attention
-// results (as fx run --record), sketch k and seed as given, and the
-// activations the values patterns name stored in float32.
+// a baseline or an evaluation: every hook of the blocks but the per-head
+// attention results (CF scores the blocks; leaving out unembed.hook_out
+// spares generation the logits of every prompt position, and sketches do
+// not depend on which other hooks are recorded), sketch k and seed as
+// given, and the activations the values patterns name stored in float32.
 func RecordOptions(m *transformer.Model, values []string, sketch bundle.Sketch) recorder.Options {
 	o := recorder.DefaultOptions()
+	o.Hooks = []string{"blocks.*"}
 	o.DType = bundle.Float32
 	o.SketchK, o.SketchSeed = sketch.K, sketch.Seed
 	o.Level = bundle.LevelLayer
