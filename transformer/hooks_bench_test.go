@@ -8,7 +8,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelforensics/fx/engine"
+	"github.com/modelforensics/fx/engine/cpu"
 	"github.com/modelforensics/fx/transformer"
+	"github.com/modelforensics/fx/transformer/transformertest"
 )
 
 func benchTokens(T int) []int {
@@ -24,7 +26,7 @@ func benchTokens(T int) []int {
 // (everything but hook_result and hook_scale, which compute extra values
 // when asked), and with every hook point.
 func BenchmarkHookOverhead(b *testing.B) {
-	m := gpt2Small(b)
+	m := transformertest.GPT2Small(b, cpu.New())
 	defer m.Close()
 	noop := func(*engine.Tensor, *transformer.HookCtx) error { return nil }
 	var observe []transformer.HookSpec
@@ -52,7 +54,7 @@ func BenchmarkHookOverhead(b *testing.B) {
 
 // BenchmarkRunWithCache caches every hook of a 128-token forward.
 func BenchmarkRunWithCache(b *testing.B) {
-	m := gpt2Small(b)
+	m := transformertest.GPT2Small(b, cpu.New())
 	defer m.Close()
 	toks := benchTokens(128)
 	for b.Loop() {
@@ -65,7 +67,7 @@ func BenchmarkRunWithCache(b *testing.B) {
 // 32-token input batched in one forward against 8 sequential forwards; the
 // sets/s metrics give the throughput ratio.
 func BenchmarkInterventions(b *testing.B) {
-	m := gpt2Small(b)
+	m := transformertest.GPT2Small(b, cpu.New())
 	defer m.Close()
 	toks := benchTokens(32)
 	sets := make([][]transformer.Intervention, 8)
@@ -96,7 +98,7 @@ func BenchmarkInterventions(b *testing.B) {
 // BenchmarkResume runs a 128-token forward from block 9's cached resid_pre
 // against the full forward.
 func BenchmarkResume(b *testing.B) {
-	m := gpt2Small(b)
+	m := transformertest.GPT2Small(b, cpu.New())
 	defer m.Close()
 	in, err := transformer.NewBatch([][]int{benchTokens(128)}, nil)
 	require.NoError(b, err)

@@ -274,3 +274,22 @@ func LoadTokenizer(nameOrDir string) (tokenizer.Tokenizer, *weights.Config, erro
 	tok, err := dirTokenizer(dir, cfg)
 	return tok, cfg, err
 }
+
+// MaskPositions returns the positions of [MASK] in ids (a WordPiece model's
+// input), or every position when there is none.
+func (m *Model) MaskPositions(ids []int) []int {
+	var pos []int
+	if wp, ok := m.Tokenizer.(*tokenizer.WordPiece); ok {
+		for i, id := range ids {
+			if id == wp.MASK() {
+				pos = append(pos, i)
+			}
+		}
+	}
+	if len(pos) == 0 {
+		for i := range ids {
+			pos = append(pos, i)
+		}
+	}
+	return pos
+}

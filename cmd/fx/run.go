@@ -264,7 +264,7 @@ func printPrediction(w io.Writer, m *transformer.Model, logits *engine.Tensor, o
 	T := len(host) / V
 	positions := []int{T - 1}
 	if m.BERT != nil {
-		positions = maskPositions(m, out.InputIDs)
+		positions = m.MaskPositions(out.InputIDs)
 	}
 	if asJSON {
 		return writeJSON(w, out)
@@ -283,25 +283,6 @@ func printPrediction(w io.Writer, m *transformer.Model, logits *engine.Tensor, o
 		}
 	}
 	return nil
-}
-
-// maskPositions returns the positions of [MASK] in ids, or every position
-// when there is none.
-func maskPositions(m *transformer.Model, ids []int) []int {
-	var pos []int
-	if wp, ok := m.Tokenizer.(*tokenizer.WordPiece); ok {
-		for i, id := range ids {
-			if id == wp.MASK() {
-				pos = append(pos, i)
-			}
-		}
-	}
-	if len(pos) == 0 {
-		for i := range ids {
-			pos = append(pos, i)
-		}
-	}
-	return pos
 }
 
 // gpt2EOS returns the tokenizer's end-of-text id, or -1.

@@ -22,7 +22,6 @@ import (
 	"github.com/modelforensics/fx/engine"
 	"github.com/modelforensics/fx/forensics/bundle"
 	"github.com/modelforensics/fx/transformer"
-	"github.com/modelforensics/fx/transformer/tokenizer"
 )
 
 // Options are the recording settings (the recording section of
@@ -328,7 +327,7 @@ func RunModel(ctx context.Context, m *transformer.Model, in bundle.Input, hooks 
 		V := logits.Dim(-1)
 		positions := []int{len(host)/V - 1}
 		if m.BERT != nil {
-			positions = maskPositions(m, in.InputIDs)
+			positions = m.MaskPositions(in.InputIDs)
 		}
 		for _, p := range positions {
 			out.OutputIDs = append(out.OutputIDs, argmax(host[p*V:(p+1)*V]))
@@ -338,25 +337,6 @@ func RunModel(ctx context.Context, m *transformer.Model, in bundle.Input, hooks 
 		}
 	}
 	return out, nil, nil
-}
-
-// maskPositions returns the positions of [MASK] in ids, or every position
-// when there is none.
-func maskPositions(m *transformer.Model, ids []int) []int {
-	var pos []int
-	if wp, ok := m.Tokenizer.(*tokenizer.WordPiece); ok {
-		for i, id := range ids {
-			if id == wp.MASK() {
-				pos = append(pos, i)
-			}
-		}
-	}
-	if len(pos) == 0 {
-		for i := range ids {
-			pos = append(pos, i)
-		}
-	}
-	return pos
 }
 
 func argmax(xs []float32) int {
