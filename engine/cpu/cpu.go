@@ -176,8 +176,9 @@ func (b *Backend) Kernels() Kernels {
 	return KernelsGo
 }
 
-// Name returns "cpu".
-func (b *Backend) Name() string { return "cpu" }
+// Name returns "cpu/" and the kernels in use ("cpu/avx2", "cpu/go"): the
+// kernels' results differ in the last bits, so a recording names them.
+func (b *Backend) Name() string { return "cpu/" + string(b.Kernels()) }
 
 // FromHost wraps data as a tensor without copying it.
 func (b *Backend) FromHost(data []float32, shape ...int) *engine.Tensor {

@@ -33,7 +33,7 @@ func TestHostAliasing(t *testing.T) {
 	require.Len(t, got, 6)
 	assert.Same(t, &data[0], &got[0], "FromHost and ToHost alias the caller's slice")
 	assert.NoError(t, be.Sync())
-	assert.Equal(t, "cpu", be.Name())
+	assert.Equal(t, "cpu/"+string(be.Kernels()), be.Name())
 	assert.Panics(t, func() { be.FromHost(data, 4, 2) })
 }
 

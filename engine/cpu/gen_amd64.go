@@ -1,23 +1,42 @@
 //go:build ignore
 
 // gen_amd64.go writes simd_amd64.s, the AVX2+FMA kernels of the CPU
-// backend's matmul: `go generate ./engine/cpu` (or `go run gen_amd64.go`
-// in this directory).
+// backend (KernelsAVX2): `go generate ./engine/cpu`, or `go run
+// gen_amd64.go` in this directory. The CPU reference of each is the
+// backend's pure-Go code; the tests in this directory check each against
+// it (bit for bit where the package doc promises bits).
 //
-// Every kernel computes a tile of C += A·B over k steps: A is packed as
-// [k][rows] and broadcast one element at a time, B is read 16 columns (one
-// panel) per row, and each output element is one lane of one register, updated by
-// one fused multiply-add per k in increasing k. So every kernel, whatever
-// its tile shape, computes an element with the same arithmetic, and
-// results never depend on the tiling (see the package doc).
+// Matmul: every kernel computes a tile of C += A·B over k steps: A is
+// packed as [k][rows] and broadcast one element at a time, B is read 16
+// columns (one panel) per row, and each output element is one lane of one
+// register, updated by one fused multiply-add per k in increasing k. So
+// every kernel, whatever its tile shape, computes an element with the same
+// arithmetic, and results never depend on the tiling (see the package doc).
+// The tiles are those the driver (sgemm.go) asks for: 6×16 for full row
+// tiles (12 accumulators, 2 B registers, 2 broadcast registers: Zen 3 and
+// Haswell issue two FMAs a cycle with a latency of 4, so 12 independent
+// chains keep both busy), 1–5 rows × 16 for the last rows, and 1×64, 2×32,
+// 3×32 so that few-row products (decode) still have 6–12 chains; tiles
+// whose B registers do not fit read B as a memory operand of the FMA. The
+// gemv kernels (1–3 rows) run along whole rows of an unpacked w instead.
 //
-// Versions: the kernels are the register tiles the driver (sgemm.go) asks
-// for: 6×16 for full row tiles (12 accumulators, 2 B registers, 2 broadcast
-// registers: Zen 3 and Haswell issue two FMAs a cycle with a latency of 4,
-// so 12 independent chains keep both busy), 1–5 rows × 16 for the last
-// rows, and 1×64, 2×32, 3×32 so that few-row products (decode) still have
-// 6–12 independent chains. Tiles whose B registers do not fit read B as a
-// memory operand of the FMA.
+// Versions, on the 2-core EPYC (Zen 3) of bench/RESULTS.md, 6×16 on data
+// in L1: (1) A read in place, six row pointers: 60–65 GFLOP/s; (2) A packed
+// [k][6]: 85–93 GFLOP/s (the FMA peak is about 100), kept. In a whole
+// product (128×768×2304): 57 GFLOP/s, then 74–77 once w was packed row by
+// row in assembly (Go's copy of 64 bytes per row was a memmove call) and
+// the first k block started from zero registers instead of loading C; a
+// PREFETCHT0 of the next C tile or of A and B inside the loop, and k
+// blocks of 384 or 768, made no measurable difference and are gone. The matmul packs w for products of 13 rows or
+// more: read in place at 128 rows, a 12 KiB row stride (N = 3072) maps a
+// panel to one L1 set (48 vs 67 GFLOP/s).
+//
+// The rest: packT16 (a 16-row transpose by 8×8 register transposes;
+// prefetching its 16 streams did not help: it runs at memory bandwidth),
+// packN16 (copies rows into panels), prefetchRows, the float32 GELU, the
+// attention's dot products and weighted sums (no FMA: the pure-Go order),
+// the softmax's exponentials (math.Exp's FMA path, four lanes) and its
+// final division.
 package main
 
 import (

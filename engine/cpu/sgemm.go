@@ -46,7 +46,8 @@ type tileKernel func(k int, a, b *float32, ldb, pstride int, c *float32, ldc, lo
 // c is one chain of fused multiply-adds over k in order, as in tileKernel.
 type gemvKernel func(k int, a, b *float32, ldb int, c *float32, ldc, n int, bias *float32)
 
-// simdKernels is one instruction set's matmul kernels.
+// simdKernels is one instruction set's kernels: the matmul's, and the
+// SIMD parts of GELU, attention and softmax.
 type simdKernels struct {
 	name Kernels
 	// tile[rows][panels] is the kernel for a tile of rows rows and

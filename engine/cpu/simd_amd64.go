@@ -12,9 +12,17 @@ func avx2Kernels() *simdKernels {
 	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
 		return nil
 	}
-	k := &simdKernels{name: KernelsAVX2, packT16: packT16AVX2, packN16: packN16AVX2, geluTanh: geluTanhAVX2,
-		dots: dotsAVX2, mix: mixAVX2, prefetchRows: prefetchRowsAVX2,
-		expDiff: expDiffAVX2, divToF32: divToF32AVX2}
+	k := &simdKernels{
+		name:         KernelsAVX2,
+		packT16:      packT16AVX2,
+		packN16:      packN16AVX2,
+		geluTanh:     geluTanhAVX2,
+		dots:         dotsAVX2,
+		mix:          mixAVX2,
+		expDiff:      expDiffAVX2,
+		divToF32:     divToF32AVX2,
+		prefetchRows: prefetchRowsAVX2,
+	}
 	k.tile[6][1] = sgemmAVX2_6x16
 	k.tile[5][1] = sgemmAVX2_5x16
 	k.tile[4][1] = sgemmAVX2_4x16

@@ -131,7 +131,7 @@ type Runtime struct {
 	GoVersion string `json:"go_version"`
 	OS        string `json:"os"`
 	Arch      string `json:"arch"`
-	// Backend is the engine backend's name ("cpu"); a replay is bit for bit
+	// Backend is the engine backend's name with its kernels ("cpu/avx2"); a replay is bit for bit
 	// only on the same backend.
 	Backend string `json:"backend"`
 	Device  string `json:"device"`
