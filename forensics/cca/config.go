@@ -6,13 +6,10 @@
 package cca
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/modelforensics/fx/configs"
 )
 
 // Granularities of candidate sites.
@@ -100,10 +97,7 @@ func (c *Config) Validate() error {
 }
 
 // NamedYAML is a YAML document and the name its errors carry.
-type NamedYAML struct {
-	Name string
-	Data []byte
-}
+type NamedYAML = configs.NamedYAML
 
 // LoadConfig returns the defaults overridden by the cca section of each
 // YAML document in order (configs/default.yaml's text, then a user's
@@ -111,27 +105,8 @@ type NamedYAML struct {
 // the section are errors naming the document.
 func LoadConfig(docs ...NamedYAML) (Config, error) {
 	c := DefaultConfig()
-	for _, d := range docs {
-		if len(bytes.TrimSpace(d.Data)) == 0 {
-			continue
-		}
-		var top map[string]yaml.Node
-		if err := yaml.Unmarshal(d.Data, &top); err != nil {
-			return c, fmt.Errorf("config %s: %w", d.Name, err)
-		}
-		node, ok := top["cca"]
-		if !ok {
-			continue
-		}
-		section, err := yaml.Marshal(&node)
-		if err != nil {
-			return c, fmt.Errorf("config %s: cca: %w", d.Name, err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(section))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return c, fmt.Errorf("config %s: cca: %w", d.Name, err)
-		}
+	if err := configs.DecodeSection("cca", &c, docs...); err != nil {
+		return c, err
 	}
 	if err := c.Validate(); err != nil {
 		return c, err

@@ -3,12 +3,10 @@ package cf
 import (
 	"bytes"
 	_ "embed" // config.yaml
-	"errors"
 	"fmt"
-	"io"
 	"path"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/modelforensics/fx/configs"
 )
 
 // Config holds CF's settings: the cf section of configs/default.yaml.
@@ -148,27 +146,8 @@ func (c *Config) SignalList() ([]Signal, error) {
 // the document; other sections are left to their own modules.
 func LoadConfig(docs ...NamedYAML) (Config, error) {
 	c := DefaultConfig()
-	for _, d := range docs {
-		if len(bytes.TrimSpace(d.Data)) == 0 {
-			continue
-		}
-		var top map[string]yaml.Node
-		if err := yaml.Unmarshal(d.Data, &top); err != nil {
-			return c, fmt.Errorf("config %s: %w", d.Name, err)
-		}
-		node, ok := top["cf"]
-		if !ok {
-			continue
-		}
-		section, err := yaml.Marshal(&node)
-		if err != nil {
-			return c, fmt.Errorf("config %s: cf: %w", d.Name, err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(section))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return c, fmt.Errorf("config %s: cf: %w", d.Name, err)
-		}
+	if err := configs.DecodeSection("cf", &c, docs...); err != nil {
+		return c, err
 	}
 	if err := c.Validate(); err != nil {
 		return c, err
@@ -177,9 +156,4 @@ func LoadConfig(docs ...NamedYAML) (Config, error) {
 }
 
 // NamedYAML is a YAML document and the name its errors carry.
-type NamedYAML struct {
-	// Name names the document in errors (a file name).
-	Name string
-	// Data is the YAML text.
-	Data []byte
-}
+type NamedYAML = configs.NamedYAML
