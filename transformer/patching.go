@@ -219,3 +219,14 @@ func normalize(v, clean, corrupt float64) float64 {
 	}
 	return (v - corrupt) / (clean - corrupt)
 }
+
+// Probabilities returns the softmax of logits in float64: a classifier's
+// label probabilities, or a next-token distribution.
+func Probabilities(logits []float32) []float64 {
+	lse := logSumExp(logits)
+	p := make([]float64, len(logits))
+	for i, l := range logits {
+		p[i] = math.Exp(float64(l) - lse)
+	}
+	return p
+}

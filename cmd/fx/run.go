@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -234,7 +233,7 @@ func printPrediction(w io.Writer, m *transformer.Model, logits *engine.Tensor, o
 	switch {
 	case m.BERT != nil && m.BERT.Head == transformer.HeadSequenceClassification:
 		labels := m.BERT.Labels()
-		probs := softmax(host[:len(labels)])
+		probs := transformer.Probabilities(host[:len(labels)])
 		out.Probabilities = map[string]float64{}
 		best := 0
 		for i, p := range probs {
@@ -270,7 +269,7 @@ func printPrediction(w io.Writer, m *transformer.Model, logits *engine.Tensor, o
 		return writeJSON(w, out)
 	}
 	for _, p := range positions {
-		probs := softmax(host[p*V : (p+1)*V])
+		probs := transformer.Probabilities(host[p*V : (p+1)*V])
 		order := make([]int, V)
 		for i := range order {
 			order[i] = i
@@ -304,24 +303,6 @@ func parseIDs(s string) ([]int, error) {
 		ids = append(ids, id)
 	}
 	return ids, nil
-}
-
-// softmax returns the probabilities of logits, in float64.
-func softmax(logits []float32) []float64 {
-	mx := math.Inf(-1)
-	for _, l := range logits {
-		mx = math.Max(mx, float64(l))
-	}
-	p := make([]float64, len(logits))
-	sum := 0.0
-	for i, l := range logits {
-		p[i] = math.Exp(float64(l) - mx)
-		sum += p[i]
-	}
-	for i := range p {
-		p[i] /= sum
-	}
-	return p
 }
 
 // writeJSON writes v indented.

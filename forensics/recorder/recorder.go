@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"path"
 	"slices"
 	"strconv"
@@ -311,7 +310,7 @@ func RunModel(ctx context.Context, m *transformer.Model, in bundle.Input, hooks 
 	switch {
 	case m.BERT != nil && m.BERT.Head == transformer.HeadSequenceClassification:
 		labels := m.BERT.Labels()
-		probs := softmax(host[:len(labels)])
+		probs := transformer.Probabilities(host[:len(labels)])
 		out.Probabilities = map[string]float64{}
 		best := 0
 		for i, p := range probs {
@@ -347,23 +346,6 @@ func argmax(xs []float32) int {
 		}
 	}
 	return best
-}
-
-func softmax(logits []float32) []float64 {
-	mx := math.Inf(-1)
-	for _, l := range logits {
-		mx = math.Max(mx, float64(l))
-	}
-	p := make([]float64, len(logits))
-	sum := 0.0
-	for i, l := range logits {
-		p[i] = math.Exp(float64(l) - mx)
-		sum += p[i]
-	}
-	for i := range p {
-		p[i] /= sum
-	}
-	return p
 }
 
 // Recording is what a recorder captured: the input and output, the
