@@ -30,9 +30,6 @@ type Span struct {
 	HasStop bool
 }
 
-// allSpan selects a whole axis.
-var allSpan = Span{All: true}
-
 // Index returns the Span of the single index i.
 func Index(i int) Span { return Span{Single: true, Start: i} }
 
@@ -116,7 +113,8 @@ func (s Site) String() string {
 // ParseSite parses the site syntax. It checks syntax only; Model.Sites
 // checks the hook and the indices against a model.
 func ParseSite(text string) (Site, error) {
-	s := Site{Pos: allSpan, Head: allSpan, Src: allSpan, I: allSpan}
+	whole := Span{All: true}
+	s := Site{Pos: whole, Head: whole, Src: whole, I: whole}
 	hook, sel, hasSel := strings.Cut(strings.TrimSpace(text), "[")
 	s.Hook = strings.TrimSpace(hook)
 	if s.Hook == "" {
