@@ -10,6 +10,12 @@
 //	fx run [MODEL] --prompt TEXT --record [--record-level minimal|layer|full] [--out DIR]
 //	fx bundle verify|inspect|pack|unpack ...
 //	fx replay BUNDLE [--intervene SITE=MODE ...]
+//	fx scenario list|make|check ...
+//	fx baseline MODEL --prompts benign.jsonl --out baseline.fxbase
+//	fx analyze BUNDLE --baseline baseline.fxbase --out report/
+//	fx analyze cf BUNDLE --baseline baseline.fxbase
+//	fx certificate verify report/certificate.json --bundle BUNDLE
+//	fx eval cf|cca SCENARIO_DIR...
 //
 // MODEL is a directory holding config.json and model.safetensors, or a hub
 // name found in the Hugging Face cache; fx run without one uses the embedded
@@ -53,8 +59,8 @@ func commands() []command {
 		{"bundle", "verify, inspect, pack or unpack an incident bundle", cmdBundle},
 		{"replay", "re-run a bundle's incident, prove it bit for bit, then intervene", cmdReplay},
 		{"baseline", "CF baseline: per-hook compressibility and sketch distributions over benign prompts", cmdBaseline},
-		{"analyze", "analyse an incident bundle: fx analyze cf BUNDLE ranks layers and positions by anomaly", cmdAnalyze},
-		{"eval", "evaluate an analysis stage on planted-failure scenarios: fx eval cf SCENARIO_DIR", cmdEval},
+		{"analyze", "analyse an incident bundle: CF → CCA → certificate (fx analyze BUNDLE), or CF alone (fx analyze cf BUNDLE)", cmdAnalyze},
+		{"eval", "evaluate an analysis stage on planted-failure scenarios: fx eval cf|cca SCENARIO_DIR", cmdEval},
 		{"certificate", "verify a fix-set certificate by replaying every claim", cmdCertificate},
 	}
 }
