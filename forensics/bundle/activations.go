@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -154,7 +153,7 @@ func WriteActivations(w io.Writer, records []HookRecord, level int) error {
 		if err != nil {
 			return fmt.Errorf("bundle: npz entry %s: %w", name, err)
 		}
-		if _, err := fw.Write(npyHeader(descr, shape)); err != nil {
+		if _, err := fw.Write(npy.Header(descr, shape)); err != nil {
 			return fmt.Errorf("bundle: npz entry %s: %w", name, err)
 		}
 		const chunk = 16 << 10
@@ -234,38 +233,6 @@ func WriteActivations(w io.Writer, records []HookRecord, level int) error {
 		return fmt.Errorf("bundle: npz: %w", err)
 	}
 	return nil
-}
-
-// npyHeader returns a .npy version 1.0 header (2.0 when long), padded so
-// the data starts at a multiple of 64 bytes, as numpy writes it.
-func npyHeader(descr string, shape []int) []byte {
-	dims := make([]string, len(shape))
-	for i, d := range shape {
-		dims[i] = strconv.Itoa(d)
-	}
-	tuple := "(" + strings.Join(dims, ", ") + ")"
-	if len(shape) == 1 {
-		tuple = "(" + dims[0] + ",)"
-	}
-	dict := "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + tuple + ", }"
-	major, prefix := byte(1), 10
-	if len(dict)+1+prefix+64 > math.MaxUint16 {
-		major, prefix = 2, 12
-	}
-	total := prefix + len(dict) + 1
-	pad := (64 - total%64) % 64
-	hlen := len(dict) + pad + 1
-	b := make([]byte, 0, prefix+hlen)
-	b = append(b, "\x93NUMPY"...)
-	b = append(b, major, 0)
-	if major == 1 {
-		b = binary.LittleEndian.AppendUint16(b, uint16(hlen))
-	} else {
-		b = binary.LittleEndian.AppendUint32(b, uint32(hlen))
-	}
-	b = append(b, dict...)
-	b = append(b, strings.Repeat(" ", pad)...)
-	return append(b, '\n')
 }
 
 // DecodeActivations reads one activations .npz (data) against the hooks

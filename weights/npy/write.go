@@ -108,10 +108,10 @@ func checkShape(n int, shape []int) error {
 	return nil
 }
 
-// headerBytes returns the magic, version, header length and header of a
+// Header returns the magic, version, header length and header of a
 // .npy file, padded as numpy pads it so that the data starts at a multiple
 // of 64 bytes.
-func headerBytes(descr string, shape []int) []byte {
+func Header(descr string, shape []int) []byte {
 	var dims []string
 	for _, d := range shape {
 		dims = append(dims, strconv.Itoa(d))
@@ -146,7 +146,7 @@ func writeHeader(w io.Writer, descr string, n int, shape []int) error {
 	if err := checkShape(n, shape); err != nil {
 		return err
 	}
-	if _, err := w.Write(headerBytes(descr, shape)); err != nil {
+	if _, err := w.Write(Header(descr, shape)); err != nil {
 		return fmt.Errorf("write header: %w", err)
 	}
 	return nil
