@@ -2,8 +2,9 @@
 
 GO ?= go
 PYTHON ?= /usr/bin/python3
+CLANG ?= clang-14
 
-.PHONY: test demo bench bench-torch golden fuzz vet
+.PHONY: test demo bench bench-torch golden fuzz vet kernels gpu-bins
 
 # test: everything CI runs.
 test: vet
@@ -54,3 +55,26 @@ fuzz:
 	$(GO) test ./transformer/tokenizer -run '^$$' -fuzz FuzzWordPiece -fuzztime 30s
 	$(GO) test ./forensics/bundle -run '^$$' -fuzz FuzzParseManifest -fuzztime 30s
 	$(GO) test ./forensics/bundle -run '^$$' -fuzz FuzzDecodeActivations -fuzztime 30s
+
+# kernels: compile every kernels/*.cu to the kernels/*.ptx beside it with clang alone (no
+# CUDA toolkit or headers; kernels/fx_cuda.h stands in for them). The .ptx files are
+# committed; kernels/kernels_test.go checks they match these flags and sources.
+kernels:
+	@for f in kernels/*.cu; do \
+		echo "$(CLANG) $$f -> $${f%.cu}.ptx"; \
+		$(CLANG) -x cuda --cuda-device-only --cuda-gpu-arch=sm_80 -nocudainc -nocudalib -O3 -Wall -Werror -S \
+			-o $${f%.cu}.ptx $$f || exit 1; \
+	done
+
+# gpu-bins: what the GPU device check runs (bench/gpu/run.sh), built here: the CUDA tests and
+# benchmarks compiled into bin/gpu/ (ignored), and fx, packed into bin/gpu.tar.xz to travel
+# under the device tool's size limit. The device machine has no Go.
+GPU_LDFLAGS = -ldflags=-s -ldflags=-w
+gpu-bins: kernels
+	mkdir -p bin/gpu
+	$(GO) test -c $(GPU_LDFLAGS) -o bin/gpu/cuda.test ./cuda
+	$(GO) test -c $(GPU_LDFLAGS) -o bin/gpu/gpu.test ./engine/gpu
+	$(GO) test -c $(GPU_LDFLAGS) -o bin/gpu/transformer.test ./transformer
+	$(GO) test -c $(GPU_LDFLAGS) -o bin/gpu/recorder.test ./forensics/recorder
+	$(GO) build -ldflags='-s -w' -o bin/gpu/fx ./cmd/fx
+	tar -C bin -cJf bin/gpu.tar.xz gpu

@@ -130,6 +130,79 @@ type AttnMask struct {
 	KeyValid []int32
 }
 
+// EditMode says what an Edit does to each element of its box.
+type EditMode int
+
+const (
+	// EditZero sets each element to 0.
+	EditZero EditMode = iota
+	// EditSet sets each element to its source value (Edit.Source), or to
+	// Edit.Value when there is no source.
+	EditSet
+	// EditAdd adds the source value, or Edit.Value, to each element.
+	EditAdd
+	// EditScale multiplies each element by Edit.Value.
+	EditScale
+)
+
+// MaxEditDims is the rank of an Edit's box.
+const MaxEditDims = 5
+
+// Edit is an in-place change to a box of a tensor's elements: the
+// intervention of a hook, as one op, so that a device backend applies it
+// where the activation lives. The box has Dims[0]·…·Dims[4] elements;
+// element (i0, …, i4) is at Offset + Σ i_k·Strides[k] of the tensor's
+// flat values and, when Source is set, reads Source's flat value at
+// SourceOffset + Σ i_k·SourceStrides[k]. Unused dimensions have Dims 1.
+type Edit struct {
+	Mode  EditMode
+	Value float32
+
+	Dims    [MaxEditDims]int
+	Strides [MaxEditDims]int
+	Offset  int
+
+	Source        *Tensor
+	SourceStrides [MaxEditDims]int
+	SourceOffset  int
+}
+
+// Len returns the number of elements in the box.
+func (e *Edit) Len() int {
+	n := 1
+	for _, d := range e.Dims {
+		n *= d
+	}
+	return n
+}
+
+// Check reports an edit that would reach outside t or outside its source.
+func (e *Edit) Check(t *Tensor) error {
+	if e.Len() == 0 {
+		return nil
+	}
+	last := func(off int, strides [MaxEditDims]int) (lo, hi int) {
+		lo, hi = off, off
+		for k, d := range e.Dims {
+			if s := (d - 1) * strides[k]; s < 0 {
+				lo += s
+			} else {
+				hi += s
+			}
+		}
+		return lo, hi
+	}
+	if lo, hi := last(e.Offset, e.Strides); lo < 0 || hi >= t.Len() {
+		return fmt.Errorf("engine: edit reaches elements %d..%d of a tensor of %d", lo, hi, t.Len())
+	}
+	if e.Source != nil {
+		if lo, hi := last(e.SourceOffset, e.SourceStrides); lo < 0 || hi >= e.Source.Len() {
+			return fmt.Errorf("engine: edit reads source elements %d..%d of %d", lo, hi, e.Source.Len())
+		}
+	}
+	return nil
+}
+
 // Backend computes the op set on tensors it owns. Every op returns a new
 // tensor and leaves its inputs unchanged unless it says otherwise.
 //
@@ -140,8 +213,8 @@ type AttnMask struct {
 // kernel of the same backend (fused multiply-add, a different partial-sum
 // layout), agrees within the tolerances of DESIGN.md, not bit for bit.
 //
-// Device backends will need a way to free tensors; it will be added with
-// the first one (host tensors are garbage-collected).
+// A device backend frees a tensor's memory once the tensor is unreachable
+// (host tensors are garbage-collected).
 type Backend interface {
 	// Name identifies the backend and device ("cpu", "cuda:0 NVIDIA H100").
 	Name() string
@@ -212,4 +285,9 @@ type Backend interface {
 	// SumAxis sums over dimension axis (negative counts from the end) and
 	// removes it.
 	SumAxis(x *Tensor, axis int) *Tensor
+
+	// Edit changes t in place as e says: the one op that writes into its
+	// input. e.Source may be a host tensor or one of this backend's. It
+	// panics when the box reaches outside t or its source (Edit.Check).
+	Edit(t *Tensor, e Edit)
 }

@@ -99,13 +99,14 @@ func TestInterventionsMatchTorch(t *testing.T) {
 			require.NoError(t, err)
 			want, err := arrays[tc.OutputKey].Float32()
 			require.NoError(t, err)
-			require.Len(t, out.Host(), len(want))
-			diff, scale := relDiff(out.Host(), want)
+			got := m.Backend.ToHost(out)
+			require.Len(t, got, len(want))
+			diff, scale := relDiff(got, want)
 			assert.LessOrEqual(t, diff, 1e-4*scale, "%s: max|fx-torch| %.3g of %.3g", tc.Description, diff, scale)
 			if tc.ChangesOutput {
 				clean, err := arrays[strings.Split(tc.OutputKey, ":")[0]+":clean:logits"].Float32()
 				require.NoError(t, err)
-				d, _ := relDiff(out.Host(), clean)
+				d, _ := relDiff(got, clean)
 				assert.Greater(t, d, 1e-3, "the intervention changes the output")
 			}
 		})
@@ -157,7 +158,7 @@ func TestGradientsMatchTorch(t *testing.T) {
 					continue
 				}
 				require.Equal(t, a.Shape, got.Shape(), name)
-				diff, scale := relDiff(got.Host(), want)
+				diff, scale := relDiff(m.Backend.ToHost(got), want)
 				assert.LessOrEqual(t, diff, 1e-4*scale, "%s: max|fx-torch| %.3g of %.3g", name, diff, scale)
 			}
 			assert.Greater(t, n, 30)

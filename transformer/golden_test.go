@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelforensics/fx/engine"
-	"github.com/modelforensics/fx/engine/cpu"
+	"github.com/modelforensics/fx/engine/device/devicetest"
 	"github.com/modelforensics/fx/transformer"
 	"github.com/modelforensics/fx/weights/npy"
 )
@@ -133,7 +133,7 @@ func TestGoldenActivations(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.model, func(t *testing.T) {
-			m, err := transformer.Load(modelDir(tc.model), cpu.New())
+			m, err := transformer.Load(modelDir(tc.model), devicetest.Backend(t))
 			require.NoError(t, err)
 			defer m.Close()
 			g := readGolden(t, tc.golden)
@@ -188,7 +188,7 @@ func TestGenerateGreedyMatchesTorch(t *testing.T) {
 			require.NoError(t, err)
 			var g generateGolden
 			require.NoError(t, json.Unmarshal(data, &g))
-			m, err := transformer.Load(modelDir(name), cpu.New())
+			m, err := transformer.Load(modelDir(name), devicetest.Backend(t))
 			require.NoError(t, err)
 			defer m.Close()
 			for i, p := range g.Prompts {

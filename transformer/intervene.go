@@ -218,10 +218,6 @@ func (m *Model) checkIntervention(iv Intervention) error {
 
 // apply is the HookFunc of an intervention.
 func (iv Intervention) apply(a *engine.Tensor, h *HookCtx) error {
-	data := a.Host()
-	if data == nil {
-		return fmt.Errorf("intervention %s: the %s backend keeps activations off the host; interventions need host memory", iv, h.Backend.Name())
-	}
 	shape := a.Shape()
 	names := axisNames(h.Name)
 	B := shape[0]
@@ -246,89 +242,70 @@ func (iv Intervention) apply(a *engine.Tensor, h *HookCtx) error {
 		}
 		lo[ax], hi[ax] = l, u
 	}
-	rows := []int{iv.Row}
-	if iv.Row < 0 {
-		rows = make([]int, B)
-		for i := range rows {
-			rows[i] = i
-		}
-	} else if iv.Row >= B {
+	if iv.Row >= B {
 		return fmt.Errorf("intervention %s: row %d of a batch of %d", iv, iv.Row, B)
 	}
-	strides := make([]int, len(names))
+	if len(names)+1 > engine.MaxEditDims {
+		return fmt.Errorf("intervention %s: %d axes, edits have at most %d", iv, len(names), engine.MaxEditDims-1)
+	}
+	// The edit's box: dimension 0 is the batch row(s), 1… the hook's axes.
+	e := engine.Edit{Value: iv.Value}
+	for k := range e.Dims {
+		e.Dims[k] = 1
+	}
 	st := 1
 	for ax := len(names) - 1; ax >= 0; ax-- {
-		strides[ax] = st
+		e.Dims[ax+1] = hi[ax] - lo[ax]
+		e.Strides[ax+1] = st
+		e.Offset += lo[ax] * st
 		st *= shape[ax+1]
 	}
-	var src []float32
-	var srcStrides []int
-	if iv.Source != nil {
-		src = iv.Source.Host()
-		if iv.Mode == Patch {
-			var err error
-			if srcStrides, err = patchStrides(iv, shape[1:], h.Offset, hi); err != nil {
-				return err
+	e.Dims[0], e.Strides[0] = B, st
+	if iv.Row >= 0 {
+		e.Dims[0] = 1
+		e.Offset += iv.Row * st
+	}
+	switch iv.Mode {
+	case Zero:
+		e.Mode = engine.EditZero
+	case Scale:
+		e.Mode = engine.EditScale
+	case Set, Add:
+		e.Mode = engine.EditSet
+		if iv.Mode == Add {
+			e.Mode = engine.EditAdd
+		}
+		if iv.Source != nil { // one value per index of the last axis
+			last := len(names) - 1
+			e.Source = iv.Source
+			e.SourceStrides[last+1] = 1
+			e.SourceOffset = lo[last]
+		}
+	case Mean: // the mean over positions: every axis but the position's
+		e.Mode, e.Source = engine.EditSet, iv.Source
+		for ax := 1; ax < len(names); ax++ {
+			e.SourceStrides[ax+1] = e.Strides[ax+1]
+			e.SourceOffset += lo[ax] * e.Strides[ax+1]
+		}
+	case Patch: // the same box of the source, positions offset by the cache
+		srcStrides, err := patchStrides(iv, shape[1:], h.Offset, hi)
+		if err != nil {
+			return err
+		}
+		e.Mode, e.Source = engine.EditSet, iv.Source
+		for ax, name := range names {
+			i := lo[ax]
+			if name == "pos" {
+				i += h.Offset
 			}
+			e.SourceStrides[ax+1] = srcStrides[ax]
+			e.SourceOffset += i * srcStrides[ax]
 		}
 	}
-	last := len(names) - 1
-	idx := make([]int, len(names))
-	for _, row := range rows {
-		base := row * st
-		copy(idx, lo)
-		for {
-			off := base
-			for ax, i := range idx {
-				off += i * strides[ax]
-			}
-			switch iv.Mode {
-			case Zero:
-				data[off] = 0
-			case Scale:
-				data[off] *= iv.Value
-			case Set:
-				if src != nil {
-					data[off] = src[idx[last]]
-				} else {
-					data[off] = iv.Value
-				}
-			case Add:
-				if src != nil {
-					data[off] += src[idx[last]]
-				} else {
-					data[off] += iv.Value
-				}
-			case Mean:
-				m := 0
-				for ax := 1; ax < len(idx); ax++ {
-					m += idx[ax] * strides[ax]
-				}
-				data[off] = src[m]
-			case Patch:
-				s := 0
-				for ax, i := range idx {
-					if names[ax] == "pos" {
-						i += h.Offset
-					}
-					s += i * srcStrides[ax]
-				}
-				data[off] = src[s]
-			}
-			// next index in the box lo..hi
-			ax := last
-			for ; ax >= 0; ax-- {
-				idx[ax]++
-				if idx[ax] < hi[ax] {
-					break
-				}
-				idx[ax] = lo[ax]
-			}
-			if ax < 0 {
-				break
-			}
-		}
+	if err := e.Check(a); err != nil {
+		return fmt.Errorf("intervention %s: %w", iv, err)
 	}
+	h.Backend.Edit(a, e)
 	return nil
 }
 

@@ -13,13 +13,14 @@ import (
 
 	"github.com/modelforensics/fx/engine"
 	"github.com/modelforensics/fx/engine/cpu"
+	"github.com/modelforensics/fx/engine/device/devicetest"
 	"github.com/modelforensics/fx/transformer"
 	"github.com/modelforensics/fx/weights"
 )
 
 func loadTiny(t *testing.T, name string) *transformer.Model {
 	t.Helper()
-	m, err := transformer.Load(modelDir(name), cpu.New())
+	m, err := transformer.Load(modelDir(name), devicetest.Backend(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return m
@@ -235,7 +236,7 @@ func TestHookErrors(t *testing.T) {
 func TestHookEditsInPlace(t *testing.T) {
 	m := loadTiny(t, "gpt2-tiny")
 	hs, err := m.NewHooks(transformer.Hook("blocks.1.hook_resid_post", func(a *engine.Tensor, h *transformer.HookCtx) error {
-		clear(a.Host())
+		h.Backend.Edit(a, engine.Edit{Mode: engine.EditZero, Dims: [engine.MaxEditDims]int{1, 1, 1, 1, a.Len()}, Strides: [engine.MaxEditDims]int{0, 0, 0, 0, 1}})
 		return nil
 	}))
 	require.NoError(t, err)
@@ -243,7 +244,7 @@ func TestHookEditsInPlace(t *testing.T) {
 	require.NoError(t, err)
 	out, err := m.Forward(context.Background(), in, hs)
 	require.NoError(t, err)
-	logits := out.Host()
+	logits := m.Backend.ToHost(out)
 	bias := m.Backend.ToHost(m.GPT2.LnF.Bias)
 	wte := m.Backend.ToHost(m.GPT2.Wte)
 	D := len(bias)

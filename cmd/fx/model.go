@@ -6,21 +6,19 @@ import (
 
 	"github.com/modelforensics/fx"
 	"github.com/modelforensics/fx/engine"
-	"github.com/modelforensics/fx/engine/cpu"
+	"github.com/modelforensics/fx/engine/device"
 	"github.com/modelforensics/fx/transformer"
 	"github.com/modelforensics/fx/transformer/tokenizer"
 	"github.com/modelforensics/fx/weights"
 )
 
 // backend returns the backend the --device flag names.
-func backend(device string) (engine.Backend, error) {
-	switch device {
-	case "auto", "cpu":
-		return cpu.New(), nil
-	case "cuda":
-		return nil, usagef("--device cuda: this build of fx has no CUDA backend yet; use --device cpu")
+func backend(name string) (engine.Backend, error) {
+	b, err := device.Open(name)
+	if err != nil {
+		return nil, usagef("--device %s: %v", name, err)
 	}
-	return nil, usagef("--device %q: want auto, cpu or cuda", device)
+	return b, nil
 }
 
 // loadModel loads the model a command names, or the embedded default when

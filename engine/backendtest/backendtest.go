@@ -46,6 +46,7 @@ func Run(t *testing.T, b engine.Backend) {
 	t.Run("Attention", s.testAttention)
 	t.Run("HeadResult", s.testHeadResult)
 	t.Run("SumAxis", s.testSumAxis)
+	t.Run("Edit", s.testEdit)
 	t.Run("Panics", s.testPanics)
 }
 
@@ -893,10 +894,92 @@ func (s *suite) testPanics(t *testing.T) {
 		{"Rows index", func() { s.b.Rows(x.t, []int{2}) }},
 		{"SliceLast range", func() { s.b.SliceLast(x.t, 3, 6) }},
 		{"SumAxis axis", func() { s.b.SumAxis(x.t, 2) }},
+		{"Edit outside", func() {
+			e := engine.Edit{Mode: engine.EditZero, Dims: [engine.MaxEditDims]int{3, 1, 1, 1, 5}, Strides: [engine.MaxEditDims]int{5, 0, 0, 0, 1}}
+			s.b.Edit(s.randIn(r, 2, 5).t, e)
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Panics(t, tc.op)
+		})
+	}
+}
+
+// testEdit checks each mode of Edit on a strided box against a loop
+// written here, with and without a source, on the whole tensor and on a
+// box that leaves elements out.
+func (s *suite) testEdit(t *testing.T) {
+	ones := func(d ...int) [engine.MaxEditDims]int {
+		var out [engine.MaxEditDims]int
+		for i := range out {
+			out[i] = 1
+		}
+		copy(out[engine.MaxEditDims-len(d):], d)
+		return out
+	}
+	strides := func(d ...int) [engine.MaxEditDims]int {
+		var out [engine.MaxEditDims]int
+		copy(out[engine.MaxEditDims-len(d):], d)
+		return out
+	}
+	// The tensor is [2, 3, 4, 5]; the box takes rows 0..1, positions 1..2,
+	// heads 0..3 by 2 and elements 1..4, through strides of the tensor.
+	box := engine.Edit{Dims: ones(2, 2, 2, 3), Strides: strides(60, 20, 10, 1), Offset: 20 + 1}
+	tests := []struct {
+		name   string
+		mode   engine.EditMode
+		value  float32
+		source bool
+	}{
+		{"zero", engine.EditZero, 0, false},
+		{"set value", engine.EditSet, 2.5, false},
+		{"set source", engine.EditSet, 0, true},
+		{"add value", engine.EditAdd, -1.25, false},
+		{"add source", engine.EditAdd, 0, true},
+		{"scale", engine.EditScale, 3, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rng(t)
+			x := s.randIn(r, 2, 3, 4, 5)
+			e := box
+			e.Mode, e.Value = tc.mode, tc.value
+			var src []float32
+			if tc.source { // a [4, 3] source read with strides (0, 0, 3, 1) from offset 3
+				srcIn := s.randIn(r, 4, 3)
+				src = srcIn.vals
+				e.Source, e.SourceStrides, e.SourceOffset = srcIn.t, strides(0, 0, 3, 1), 3
+			}
+			want := slices.Clone(x.vals)
+			d := e.Dims
+			for i0 := range d[0] {
+				for i1 := range d[1] {
+					for i2 := range d[2] {
+						for i3 := range d[3] {
+							for i4 := range d[4] {
+								at := e.Offset + i0*e.Strides[0] + i1*e.Strides[1] + i2*e.Strides[2] + i3*e.Strides[3] + i4*e.Strides[4]
+								v := e.Value
+								if src != nil {
+									v = src[e.SourceOffset+i0*e.SourceStrides[0]+i1*e.SourceStrides[1]+i2*e.SourceStrides[2]+i3*e.SourceStrides[3]+i4*e.SourceStrides[4]]
+								}
+								switch e.Mode {
+								case engine.EditZero:
+									want[at] = 0
+								case engine.EditSet:
+									want[at] = v
+								case engine.EditAdd:
+									want[at] += v
+								case engine.EditScale:
+									want[at] *= e.Value
+								}
+							}
+						}
+					}
+				}
+			}
+			s.b.Edit(x.t, e)
+			s.exact(t, x.t, []int{2, 3, 4, 5}, want)
 		})
 	}
 }

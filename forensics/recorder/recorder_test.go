@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelforensics/fx/engine/cpu"
+	"github.com/modelforensics/fx/engine/device/devicetest"
 	"github.com/modelforensics/fx/forensics/bundle"
 	"github.com/modelforensics/fx/forensics/recorder"
 	"github.com/modelforensics/fx/transformer"
@@ -29,7 +29,7 @@ func modelDir(name string) string { return filepath.Join("..", "..", "testdata",
 
 func load(t *testing.T, name string) *transformer.Model {
 	t.Helper()
-	m, err := transformer.Load(modelDir(name), cpu.New())
+	m, err := transformer.Load(modelDir(name), devicetest.Backend(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return m
@@ -230,7 +230,7 @@ func TestRecordingDoesNotChangeTheRun(t *testing.T) {
 	require.NoError(t, err)
 	got, err := m.Forward(ctx, batch, hs)
 	require.NoError(t, err)
-	assert.True(t, slices.Equal(floatBytes(want.Host()), floatBytes(got.Host())), "logits bit for bit")
+	assert.True(t, slices.Equal(floatBytes(m.Backend.ToHost(want)), floatBytes(m.Backend.ToHost(got))), "logits bit for bit")
 }
 
 func TestGenerationRecording(t *testing.T) {

@@ -1,0 +1,44 @@
+// Package devicetest gives tests the backend $FX_TEST_DEVICE names, so
+// that a package's tests against its PyTorch goldens also run on a GPU.
+package devicetest
+
+import (
+	"os"
+	"testing"
+
+	"github.com/modelforensics/fx/engine"
+	"github.com/modelforensics/fx/engine/cpu"
+	"github.com/modelforensics/fx/engine/device"
+	"github.com/modelforensics/fx/engine/gpu"
+)
+
+// Env is the environment variable that Backend reads.
+const Env = "FX_TEST_DEVICE"
+
+// Backend returns the backend that $FX_TEST_DEVICE names (device.Open's names;
+// the CPU when unset), so that a package's tests against its PyTorch
+// goldens run on a GPU too: FX_TEST_DEVICE=cuda go test ./transformer.
+// A CUDA backend runs with Poison on, so that an element a kernel leaves
+// unwritten shows up as NaN.
+func Backend(tb testing.TB) engine.Backend {
+	tb.Helper()
+	name := os.Getenv(Env)
+	if name == "" || name == "cpu" {
+		return cpu.New()
+	}
+	opts, ok := device.ParseCUDA(name)
+	if !ok {
+		tb.Fatalf("%s=%q: want %s", Env, name, device.Names)
+	}
+	opts.Poison = true
+	b, err := gpu.New(opts)
+	if err != nil {
+		tb.Fatalf("%s=%s: %v", Env, name, err)
+	}
+	tb.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			tb.Errorf("closing %s: %v", b.Name(), err)
+		}
+	})
+	return b
+}

@@ -1,0 +1,193 @@
+package gpu_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelforensics/fx/engine"
+	"github.com/modelforensics/fx/engine/gpu"
+	"github.com/modelforensics/fx/transformer"
+	"github.com/modelforensics/fx/transformer/transformertest"
+)
+
+// The benchmarks report the device time per op (ms/op, from CUDA events
+// around b.N ops) beside Go's wall-clock ns/op; bench/gpu/run.sh puts them
+// beside PyTorch's times on the same card.
+
+var precisions = []gpu.Precision{gpu.FP32, gpu.TF32}
+
+// BenchmarkMatMul times MatMul at GPT-2 shapes: x [M, K] · w [K, N] (the
+// Conv1D layout), and the unembedding x · wteᵀ (transW, N = 50257). Inputs
+// that fit in L2 rotate among four sets.
+func BenchmarkMatMul(b *testing.B) {
+	for _, prec := range precisions {
+		g := newBackend(b, gpu.Options{MatMul: prec})
+		for _, m := range []int{1, 128, 512, 4096} {
+			for _, kn := range [][2]int{{768, 2304}, {768, 3072}, {3072, 768}, {768, 50257}} {
+				for _, transW := range []bool{false, true} {
+					if transW && kn[1] != 50257 {
+						continue
+					}
+					name := fmt.Sprintf("%s/M=%d,K=%d,N=%d", prec, m, kn[0], kn[1])
+					if transW {
+						name += ",transW"
+					}
+					b.Run(name, func(b *testing.B) {
+						benchMatMul(b, g, m, kn[0], kn[1], transW)
+					})
+				}
+			}
+		}
+		g.Sync()
+	}
+}
+
+func benchMatMul(b *testing.B, g *gpu.Backend, m, k, n int, transW bool) {
+	r := rand.New(rand.NewPCG(uint64(m), uint64(n)))
+	sets := 1
+	if 4*(m*k+k*n+m*n) < 64<<20 {
+		sets = 4
+	}
+	var xs, ws []*engine.Tensor
+	for range sets {
+		xs = append(xs, g.FromHost(randn(r, m*k, 1), m, k))
+		wshape := []int{k, n}
+		if transW {
+			wshape = []int{n, k}
+		}
+		ws = append(ws, g.FromHost(randn(r, k*n, 0.02), wshape...))
+	}
+	bias := g.FromHost(randn(r, n, 0.02), n)
+	for i := range 3 { // warm up: module load, JIT, pool
+		g.MatMul(xs[i%sets], ws[i%sets], bias, transW)
+	}
+	require.NoError(b, g.Sync())
+	b.ResetTimer()
+	timer, err := g.StartTimer()
+	require.NoError(b, err)
+	for i := range b.N {
+		g.MatMul(xs[i%sets], ws[i%sets], bias, transW)
+	}
+	dev, err := timer.Stop()
+	require.NoError(b, err)
+	require.NoError(b, g.Sync())
+	perOp := dev.Seconds() / float64(b.N)
+	b.ReportMetric(perOp*1e3, "ms/op")
+	b.ReportMetric(2*float64(m)*float64(k)*float64(n)/perOp/1e12, "TFLOP/s")
+}
+
+// BenchmarkGPT2SmallForward times a full forward (every position's logits)
+// of the GPT-2-small-shaped model ($FX_BENCH_MODEL, the weights PyTorch
+// runs; else random weights) at batch 1 × 128 and 8 × 512.
+func BenchmarkGPT2SmallForward(b *testing.B) {
+	for _, prec := range precisions {
+		g := newBackend(b, gpu.Options{MatMul: prec})
+		m := transformertest.GPT2Small(b, g)
+		for _, bt := range [][2]int{{1, 128}, {8, 512}} {
+			b.Run(fmt.Sprintf("%s/B=%d,T=%d", prec, bt[0], bt[1]), func(b *testing.B) {
+				in := tokenBatch(b, bt[0], bt[1], m.Config.VocabSize)
+				benchForward(b, g, func() error {
+					_, err := m.Forward(context.Background(), in, nil)
+					return err
+				})
+				b.ReportMetric(float64(bt[0]*bt[1])/(b.Elapsed().Seconds()/float64(b.N)), "tokens/s")
+			})
+		}
+	}
+}
+
+// BenchmarkBERTBaseClassify times BertForSequenceClassification at batch
+// 32 × 128 on the BERT-base-shaped weights in $FX_BENCH_BERT.
+func BenchmarkBERTBaseClassify(b *testing.B) {
+	dir := os.Getenv("FX_BENCH_BERT")
+	if dir == "" {
+		b.Skip("FX_BENCH_BERT is not set (bench/gpu/run.sh makes the weights)")
+	}
+	for _, prec := range precisions {
+		g := newBackend(b, gpu.Options{MatMul: prec})
+		m, err := transformer.Load(dir, g)
+		require.NoError(b, err)
+		b.Run(fmt.Sprintf("%s/B=32,T=128", prec), func(b *testing.B) {
+			in := tokenBatch(b, 32, 128, m.Config.VocabSize)
+			benchForward(b, g, func() error {
+				_, err := m.Forward(context.Background(), in, nil)
+				return err
+			})
+		})
+	}
+}
+
+// BenchmarkGPT2SmallDecodeStep times one greedy decode step through the KV
+// cache after a 128-token prompt, batch 1, as bench/cpubench does:
+// (Generate of 17 new tokens − Generate of 1) / 16. It reports the kernel
+// launches per step too.
+func BenchmarkGPT2SmallDecodeStep(b *testing.B) {
+	for _, prec := range precisions {
+		g := newBackend(b, gpu.Options{MatMul: prec})
+		m := transformertest.GPT2Small(b, g)
+		prompt := tokenBatch(b, 1, 128, m.Config.VocabSize).IDs
+		toks := make([]int, len(prompt))
+		for i, id := range prompt {
+			toks[i] = int(id)
+		}
+		b.Run(fmt.Sprintf("%s/cache=128", prec), func(b *testing.B) {
+			generate := func(n int) time.Duration {
+				start := time.Now()
+				_, err := m.Generate(context.Background(), toks, transformer.GenerateOptions{MaxNewTokens: n}, nil)
+				require.NoError(b, err)
+				return time.Since(start)
+			}
+			generate(17) // warm up
+			var one, many time.Duration
+			l0 := g.Launches()
+			for range b.N {
+				one += generate(1)
+			}
+			l1 := g.Launches()
+			for range b.N {
+				many += generate(17)
+			}
+			l2 := g.Launches()
+			step := (many - one).Seconds() / float64(b.N) / 16
+			b.ReportMetric(step*1e3, "ms/step")
+			b.ReportMetric(float64((l2-l1)-(l1-l0))/float64(b.N)/16, "launches/step")
+		})
+	}
+}
+
+// tokenBatch returns a batch of bsz rows of t token ids below vocab.
+func tokenBatch(tb testing.TB, bsz, t, vocab int) transformer.Batch {
+	seqs := make([][]int, bsz)
+	for bi := range seqs {
+		seqs[bi] = make([]int, t)
+		for i := range seqs[bi] {
+			seqs[bi][i] = (i*7919 + bi*31) % vocab
+		}
+	}
+	in, err := transformer.NewBatch(seqs, nil)
+	require.NoError(tb, err)
+	return in
+}
+
+// benchForward times fn (which syncs) b.N times after two warm-ups, and
+// reports the device time per call.
+func benchForward(b *testing.B, g *gpu.Backend, fn func() error) {
+	for range 2 {
+		require.NoError(b, fn())
+	}
+	b.ResetTimer()
+	timer, err := g.StartTimer()
+	require.NoError(b, err)
+	for range b.N {
+		require.NoError(b, fn())
+	}
+	dev, err := timer.Stop()
+	require.NoError(b, err)
+	b.ReportMetric(dev.Seconds()*1e3/float64(b.N), "ms/op")
+}

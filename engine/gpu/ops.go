@@ -1,0 +1,397 @@
+package gpu
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+
+	"github.com/modelforensics/fx/cuda"
+	"github.com/modelforensics/fx/engine"
+)
+
+// lastDim splits shape into the rows before its last dimension and the
+// last dimension.
+func lastDim(shape []int) (rows, d int) {
+	if len(shape) == 0 {
+		return 1, 1
+	}
+	d = shape[len(shape)-1]
+	return engine.NumElements(shape[:len(shape)-1]), d
+}
+
+// withLast returns shape with its last dimension replaced by d.
+func withLast(shape []int, d int) []int {
+	out := slices.Clone(shape)
+	out[len(out)-1] = d
+	return out
+}
+
+// LayerNorm implements engine.Backend.
+func (b *Backend) LayerNorm(x, gamma, beta *engine.Tensor, eps float32) *engine.Tensor {
+	rows, d := lastDim(x.Shape())
+	if x.Rank() == 0 || gamma.Len() != d || beta.Len() != d {
+		panic(fmt.Sprintf("gpu: LayerNorm: x %v, gamma %v, beta %v", x, gamma, beta))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc("LayerNorm", x.Shape()...)
+	if out.Len() == 0 {
+		return out
+	}
+	a := b.newArgs()
+	a.ptr(ptr("LayerNorm", out)).ptr(ptr("LayerNorm", x)).ptr(ptr("LayerNorm", gamma)).ptr(ptr("LayerNorm", beta)).
+		int(rows).int(d).f32(eps)
+	b.launch("LayerNorm", b.k.layerNorm, dim(min(rows, 65535), 1, 1), dim(256, 1, 1), &a)
+	return out
+}
+
+// LayerNormScale implements engine.Backend.
+func (b *Backend) LayerNormScale(x *engine.Tensor, eps float32) *engine.Tensor {
+	if x.Rank() == 0 {
+		panic(fmt.Sprintf("gpu: LayerNormScale: x %v", x))
+	}
+	rows, d := lastDim(x.Shape())
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc("LayerNormScale", withLast(x.Shape(), 1)...)
+	if out.Len() == 0 {
+		return out
+	}
+	a := b.newArgs()
+	a.ptr(ptr("LayerNormScale", out)).ptr(ptr("LayerNormScale", x)).int(rows).int(d).f32(eps)
+	b.launch("LayerNormScale", b.k.layerNormScale, dim(min(rows, 65535), 1, 1), dim(256, 1, 1), &a)
+	return out
+}
+
+// GELU implements engine.Backend.
+func (b *Backend) GELU(x *engine.Tensor, kind engine.Activation) *engine.Tensor {
+	switch kind {
+	case engine.GELUTanh:
+		return b.unary("GELU", b.k.geluTanh, x)
+	case engine.GELUErf:
+		return b.unary("GELU", b.k.geluErf, x)
+	}
+	panic(fmt.Sprintf("gpu: GELU: unknown activation %d", kind))
+}
+
+// Tanh implements engine.Backend.
+func (b *Backend) Tanh(x *engine.Tensor) *engine.Tensor { return b.unary("Tanh", b.k.tanh, x) }
+
+// unary runs an elementwise kernel f(y, x, n).
+func (b *Backend) unary(op string, f cuda.Function, x *engine.Tensor) *engine.Tensor {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc(op, x.Shape()...)
+	if out.Len() == 0 {
+		return out
+	}
+	a := b.newArgs()
+	a.ptr(ptr(op, out)).ptr(ptr(op, x)).int(out.Len())
+	grid, block := gridStride(out.Len())
+	b.launch(op, f, grid, block, &a)
+	return out
+}
+
+// Add implements engine.Backend.
+func (b *Backend) Add(x, y *engine.Tensor) *engine.Tensor {
+	xs, ys := x.Shape(), y.Shape()
+	if len(ys) > len(xs) || !slices.Equal(xs[len(xs)-len(ys):], ys) {
+		panic(fmt.Sprintf("gpu: Add: %v is not a suffix of %v", engine.ShapeString(ys), engine.ShapeString(xs)))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc("Add", xs...)
+	if out.Len() == 0 || y.Len() == 0 {
+		return out
+	}
+	a := b.newArgs()
+	a.ptr(ptr("Add", out)).ptr(ptr("Add", x)).ptr(ptr("Add", y)).int(out.Len()).int(y.Len())
+	grid, block := gridStride(out.Len())
+	b.launch("Add", b.k.add, grid, block, &a)
+	return out
+}
+
+// Embedding implements engine.Backend.
+func (b *Backend) Embedding(table *engine.Tensor, ids []int32) *engine.Tensor {
+	if table.Rank() != 2 {
+		panic(fmt.Sprintf("gpu: Embedding: table %v is not [V, D]", table))
+	}
+	v := table.Dim(0)
+	for _, id := range ids {
+		if id < 0 || int(id) >= v {
+			panic(fmt.Sprintf("gpu: Embedding: id %d of %d rows", id, v))
+		}
+	}
+	return b.gather("Embedding", table, ids, table.Dim(1))
+}
+
+// Rows implements engine.Backend.
+func (b *Backend) Rows(x *engine.Tensor, idx []int) *engine.Tensor {
+	r, d := lastDim(x.Shape())
+	ids := make([]int32, len(idx))
+	for i, j := range idx {
+		if j < 0 || j >= r {
+			panic(fmt.Sprintf("gpu: Rows: row %d of %d", j, r))
+		}
+		ids[i] = int32(j)
+	}
+	return b.gather("Rows", x, ids, d)
+}
+
+// gather returns rows ids of x viewed as [R, d].
+func (b *Backend) gather(op string, x *engine.Tensor, ids []int32, d int) *engine.Tensor {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc(op, len(ids), d)
+	if out.Len() == 0 {
+		return out
+	}
+	idp, keep := b.uploadInt32(op, ids)
+	a := b.newArgs()
+	a.ptr(ptr(op, out)).ptr(ptr(op, x)).ptr(idp).int(len(ids)).int(d)
+	b.launch(op, b.k.gatherRows, dim(ceilDiv(d, 256), min(len(ids), 65535), 1), dim(256, 1, 1), &a)
+	runtime.KeepAlive(keep) // the ids stay alive until the launch is queued
+	return out
+}
+
+// SliceLast implements engine.Backend.
+func (b *Backend) SliceLast(x *engine.Tensor, from, to int) *engine.Tensor {
+	r, d := lastDim(x.Shape())
+	if x.Rank() == 0 || from < 0 || to < from || to > d {
+		panic(fmt.Sprintf("gpu: SliceLast: [%d, %d) of %v", from, to, x))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc("SliceLast", withLast(x.Shape(), to-from)...)
+	b.copyCols("SliceLast", out, to-from, 0, x, d, from, r, to-from)
+	return out
+}
+
+// Concat implements engine.Backend.
+func (b *Backend) Concat(x, y *engine.Tensor) *engine.Tensor {
+	xs, ys := x.Shape(), y.Shape()
+	if len(xs) < 2 || len(xs) != len(ys) || xs[0] != ys[0] || !slices.Equal(xs[2:], ys[2:]) {
+		panic(fmt.Sprintf("gpu: Concat: %v and %v", x, y))
+	}
+	inner := engine.NumElements(xs[2:])
+	nx, ny := xs[1]*inner, ys[1]*inner
+	shape := slices.Clone(xs)
+	shape[1] += ys[1]
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc("Concat", shape...)
+	b.copyCols("Concat", out, nx+ny, 0, x, nx, 0, xs[0], nx)
+	b.copyCols("Concat", out, nx+ny, nx, y, ny, 0, xs[0], ny)
+	return out
+}
+
+// copyCols copies n columns of rows rows: dst[r, dstOff+c] = src[r, srcOff+c];
+// b.mu is held.
+func (b *Backend) copyCols(op string, dst *engine.Tensor, dstCols, dstOff int, src *engine.Tensor, srcCols, srcOff, rows, n int) {
+	if rows == 0 || n == 0 {
+		return
+	}
+	a := b.newArgs()
+	a.ptr(ptr(op, dst)).int(dstCols).int(dstOff).ptr(ptr(op, src)).int(srcCols).int(srcOff).int(rows).int(n)
+	b.launch(op, b.k.copyCols, dim(ceilDiv(n, 256), min(rows, 65535), 1), dim(256, 1, 1), &a)
+}
+
+// attnDims checks q [B, Tq, H, Dh] and k [B, Tk, H, Dh] and returns the
+// sizes.
+func attnDims(op string, q, k *engine.Tensor, mask engine.AttnMask) (nb, tq, tk, h, dh int) {
+	if q.Rank() != 4 || k.Rank() != 4 || q.Dim(0) != k.Dim(0) || q.Dim(2) != k.Dim(2) || q.Dim(3) != k.Dim(3) {
+		panic(fmt.Sprintf("gpu: %s: q %v, k %v", op, q, k))
+	}
+	nb, tq, h, dh = q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3)
+	tk = k.Dim(1)
+	if mask.KeyValid != nil && len(mask.KeyValid) != nb*tk {
+		panic(fmt.Sprintf("gpu: %s: KeyValid has %d entries for %d×%d keys", op, len(mask.KeyValid), nb, tk))
+	}
+	return nb, tq, tk, h, dh
+}
+
+// AttnScores implements engine.Backend.
+func (b *Backend) AttnScores(q, k *engine.Tensor, scale float32, mask engine.AttnMask) *engine.Tensor {
+	nb, tq, tk, h, dh := attnDims("AttnScores", q, k, mask)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc("AttnScores", nb, h, tq, tk)
+	if out.Len() == 0 {
+		return out
+	}
+	valid, keep := b.uploadInt32("AttnScores", mask.KeyValid)
+	a := b.newArgs()
+	a.ptr(ptr("AttnScores", out)).ptr(ptr("AttnScores", q)).ptr(ptr("AttnScores", k)).ptr(valid).
+		int(nb).int(tq).int(tk).int(h).int(dh).f32(scale).bool(mask.Causal).int(mask.QueryOffset)
+	grid, block := gridStride(out.Len())
+	b.launch("AttnScores", b.k.attnScores, grid, block, &a)
+	runtime.KeepAlive(keep)
+	return out
+}
+
+// Softmax implements engine.Backend.
+func (b *Backend) Softmax(x *engine.Tensor) *engine.Tensor {
+	rows, d := lastDim(x.Shape())
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc("Softmax", x.Shape()...)
+	if out.Len() == 0 {
+		return out
+	}
+	a := b.newArgs()
+	a.ptr(ptr("Softmax", out)).ptr(ptr("Softmax", x)).int(rows).int(d)
+	b.launch("Softmax", b.k.softmax, dim(min(rows, 65535), 1, 1), dim(256, 1, 1), &a)
+	return out
+}
+
+// AttnMix implements engine.Backend.
+func (b *Backend) AttnMix(pattern, v *engine.Tensor) *engine.Tensor {
+	if pattern.Rank() != 4 || v.Rank() != 4 || pattern.Dim(0) != v.Dim(0) ||
+		pattern.Dim(1) != v.Dim(2) || pattern.Dim(3) != v.Dim(1) {
+		panic(fmt.Sprintf("gpu: AttnMix: pattern %v, v %v", pattern, v))
+	}
+	nb, h, tq, tk := pattern.Dim(0), pattern.Dim(1), pattern.Dim(2), pattern.Dim(3)
+	dh := v.Dim(3)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc("AttnMix", nb, tq, h, dh)
+	if out.Len() == 0 {
+		return out
+	}
+	if tk == 0 {
+		b.memset("AttnMix", ptr("AttnMix", out), 0, out.Len())
+		return out
+	}
+	a := b.newArgs()
+	a.ptr(ptr("AttnMix", out)).ptr(ptr("AttnMix", pattern)).ptr(ptr("AttnMix", v)).
+		int(nb).int(tq).int(tk).int(h).int(dh)
+	grid, block := gridStride(out.Len())
+	b.launch("AttnMix", b.k.attnMix, grid, block, &a)
+	return out
+}
+
+// maxFusedHeadDim is the largest head size fx_attention holds in registers.
+const maxFusedHeadDim = 128
+
+// Attention implements engine.Backend with one fused kernel (online
+// softmax; no [Tq, Tk] in memory) for heads of up to 128 values, else with
+// AttnScores, Softmax and AttnMix.
+func (b *Backend) Attention(q, k, v *engine.Tensor, scale float32, mask engine.AttnMask) *engine.Tensor {
+	nb, tq, tk, h, dh := attnDims("Attention", q, k, mask)
+	if !slices.Equal(k.Shape(), v.Shape()) {
+		panic(fmt.Sprintf("gpu: Attention: q %v, k %v, v %v", q, k, v))
+	}
+	if dh > maxFusedHeadDim {
+		return b.AttnMix(b.Softmax(b.AttnScores(q, k, scale, mask)), v)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc("Attention", nb, tq, h, dh)
+	if out.Len() == 0 {
+		return out
+	}
+	if tk == 0 {
+		b.memset("Attention", ptr("Attention", out), 0, out.Len())
+		return out
+	}
+	valid, keep := b.uploadInt32("Attention", mask.KeyValid)
+	a := b.newArgs()
+	a.ptr(ptr("Attention", out)).ptr(ptr("Attention", q)).ptr(ptr("Attention", k)).ptr(ptr("Attention", v)).ptr(valid).
+		int(nb).int(tq).int(tk).int(h).int(dh).f32(scale).bool(mask.Causal).int(mask.QueryOffset)
+	if nb > 65535 || h > 65535 {
+		panic(fmt.Sprintf("gpu: Attention: %d sequences of %d heads exceed the grid", nb, h))
+	}
+	b.launch("Attention", b.k.attention, dim(ceilDiv(tq, 4), h, nb), dim(128, 1, 1), &a)
+	runtime.KeepAlive(keep)
+	return out
+}
+
+// HeadResult implements engine.Backend.
+func (b *Backend) HeadResult(z, w *engine.Tensor, transW bool) *engine.Tensor {
+	if z.Rank() != 4 || w.Rank() != 2 {
+		panic(fmt.Sprintf("gpu: HeadResult: z %v, w %v", z, w))
+	}
+	bt := z.Dim(0) * z.Dim(1)
+	h, dh := z.Dim(2), z.Dim(3)
+	d, hd := w.Dim(1), w.Dim(0)
+	if transW {
+		d, hd = hd, d
+	}
+	if hd != h*dh {
+		panic(fmt.Sprintf("gpu: HeadResult: z %v, w %v (transW %v): w has %d rows of heads, want %d", z, w, transW, hd, h*dh))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc("HeadResult", z.Dim(0), z.Dim(1), h, d)
+	if out.Len() == 0 {
+		return out
+	}
+	a := b.newArgs()
+	a.ptr(ptr("HeadResult", out)).ptr(ptr("HeadResult", z)).ptr(ptr("HeadResult", w)).
+		int(bt).int(h).int(dh).int(d).bool(transW)
+	grid, block := gridStride(out.Len())
+	b.launch("HeadResult", b.k.headResult, grid, block, &a)
+	return out
+}
+
+// SumAxis implements engine.Backend.
+func (b *Backend) SumAxis(x *engine.Tensor, axis int) *engine.Tensor {
+	shape := x.Shape()
+	if axis < 0 {
+		axis += len(shape)
+	}
+	if axis < 0 || axis >= len(shape) {
+		panic(fmt.Sprintf("gpu: SumAxis: axis %d of %v", axis, x))
+	}
+	outer := engine.NumElements(shape[:axis])
+	n := shape[axis]
+	inner := engine.NumElements(shape[axis+1:])
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc("SumAxis", slices.Delete(slices.Clone(shape), axis, axis+1)...)
+	if out.Len() == 0 {
+		return out
+	}
+	if n == 0 {
+		b.memset("SumAxis", ptr("SumAxis", out), 0, out.Len())
+		return out
+	}
+	a := b.newArgs()
+	a.ptr(ptr("SumAxis", out)).ptr(ptr("SumAxis", x)).int(outer).int(n).int(inner)
+	grid, block := gridStride(out.Len())
+	b.launch("SumAxis", b.k.sumAxis, grid, block, &a)
+	return out
+}
+
+// Edit implements engine.Backend: one launch changes the box in place. A
+// host Source is copied to the device first.
+func (b *Backend) Edit(t *engine.Tensor, e engine.Edit) {
+	if err := e.Check(t); err != nil {
+		panic(fmt.Sprintf("gpu: Edit of %v: %v", t, err))
+	}
+	n := e.Len()
+	if n == 0 {
+		return
+	}
+	src := e.Source
+	if src != nil && src.Host() != nil {
+		src = b.FromHost(src.Host(), src.Shape()...)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a := b.newArgs()
+	a.ptr(ptr("Edit", t)).ptr(ptr("Edit", src)).int(int(e.Mode)).f32(e.Value)
+	for _, d := range e.Dims {
+		a.int(d)
+	}
+	for _, s := range e.Strides {
+		a.int(s)
+	}
+	a.int(e.Offset)
+	for _, s := range e.SourceStrides {
+		a.int(s)
+	}
+	a.int(e.SourceOffset)
+	grid, block := gridStride(n)
+	b.launch("Edit", b.k.editBox, grid, block, &a)
+}
