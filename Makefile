@@ -17,11 +17,12 @@ vet:
 
 # demo: the main job. Makes the tiny prompt-injection scenario (a GPT-2 with a planted
 # failure and its ground truth, forensics/scenario), runs the injected prompt on it with
-# --record, shows the incident bundle, then (once fx analyze is wired) analyzes it
-# into report/certificate.json (CF → CCA: a 1-minimal fix set) and verifies the
-# certificate by replay. fx run exits 1 when its detector finds the
-# failure, which is what the demo expects. Everything is left in DEMO_DIR (default: a
-# new temporary directory).
+# --record, shows the incident bundle, analyzes it into report/certificate.json
+# (CF → CCA: a 1-minimal fix set), verifies the certificate by replay, and writes the
+# incident report a researcher reads in a browser, incident.html (fx report, which
+# verifies again so that the page can say so). fx run exits 1 when its detector finds
+# the failure, which is what the demo expects. Everything is left in DEMO_DIR
+# (default: a new temporary directory).
 demo:
 	@d=$(or $(DEMO_DIR),$$(mktemp -d -t fx-demo-XXXXXX)) && set -x && \
 	$(GO) build -o $$d/fx ./cmd/fx && \
@@ -33,7 +34,9 @@ demo:
 	$$d/fx baseline $$d/prompt-injection --prompts $$d/prompt-injection/prompts.jsonl --out $$d/baseline.fxbase --quiet && \
 	$$d/fx analyze $$d/incident --baseline $$d/baseline.fxbase --out $$d/report && \
 	$$d/fx certificate verify $$d/report/certificate.json --bundle $$d/incident && \
-	{ set +x; echo "demo: the scenario, the bundle, the report and the fx binary are in $$d"; }
+	$$d/fx report $$d/report --bundle $$d/incident -o $$d/incident.html && \
+	{ set +x; echo "demo: the scenario, the bundle, the report and the fx binary are in $$d"; \
+	  echo "demo: open $$d/incident.html in a browser"; }
 
 # bench: Go benchmarks (engine ops, GPT-2-small-shaped forward).
 bench:
@@ -76,5 +79,6 @@ gpu-bins: kernels
 	$(GO) test -c $(GPU_LDFLAGS) -o bin/gpu/gpu.test ./engine/gpu
 	$(GO) test -c $(GPU_LDFLAGS) -o bin/gpu/transformer.test ./transformer
 	$(GO) test -c $(GPU_LDFLAGS) -o bin/gpu/recorder.test ./forensics/recorder
+	$(GO) test -c $(GPU_LDFLAGS) -o bin/gpu/cca.test ./forensics/cca
 	$(GO) build -ldflags='-s -w' -o bin/gpu/fx ./cmd/fx
 	tar -C bin -cJf bin/gpu.tar.xz gpu

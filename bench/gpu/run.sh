@@ -11,7 +11,8 @@
 #    their PyTorch goldens with FX_TEST_DEVICE=cuda; fx run/analyze/verify
 #    with --device cuda.
 # 2. bench: fx's benchmarks (matmul at GPT-2 shapes, forward 1×128 and
-#    8×512, a decode step, BERT-base 32×128), then PyTorch on the same card
+#    8×512, a decode step, BERT-base 32×128; CCA's time to certificate on
+#    the small prompt-injection scenario, GPU and CPU), then PyTorch on the same card
 #    and weights (bench/gpu/torch_gpu_bench.py), then Hugging Face
 #    transformers against our goldens (bench/gpu/hf_golden.py), and the
 #    table (bench/gpu/table.py).
@@ -67,6 +68,10 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
   step "make weights" bench.log "$PY" bench/gpu/torch_gpu_bench.py --make-gpt2 $m --make-bert $b
   step "fx benchmarks" fxbench.txt env FX_BENCH_MODEL=$m FX_BENCH_BERT=$b \
     bash -c "cd engine/gpu && $BIN/gpu.test -test.run '^\$' -test.bench . -test.benchtime ${BENCHTIME:-20x}"
+  for dev in cuda cpu; do
+    step "time to certificate ($dev)" fxbench.txt env FX_TEST_DEVICE=$dev \
+      bash -c "cd forensics/cca && $BIN/cca.test -test.run '^\$' -test.bench TimeToCertificate -test.benchtime 3x"
+  done
   step "torch benchmarks" bench.log "$PY" bench/gpu/torch_gpu_bench.py --run --gpt2 $m --bert $b --out "$OUT/torch.json" \
     --budget "${TORCH_BUDGET:-200}" ${TORCH_COMPILE:+--compile}
   step "hf golden" bench.log "$PY" bench/gpu/hf_golden.py --out "$OUT/hf_golden.json"

@@ -19,11 +19,17 @@ import sys
 def parse_fx(path):
     """Returns {benchmark name without the -GOMAXPROCS suffix: {unit: value}}."""
     out = {}
+    tag = ""
     for line in open(path, errors="replace"):
+        m = re.match(r"=== time to certificate \((\w+)\)$", line.strip())
+        if m:
+            tag = "/" + m.group(1)
         if not line.startswith("Benchmark"):
             continue
         parts = line.split()
         name = re.sub(r"-\d+$", "", parts[0])
+        if name == "BenchmarkTimeToCertificate":
+            name += tag
         vals = {}
         # after the name: iterations, then value/unit pairs
         for v, unit in zip(parts[2::2], parts[3::2]):
@@ -124,6 +130,16 @@ def main():
         print("| %s | %s×%s%s | %s | %s | %s | %s | %s | %s |" % (
             M, K, N, tw or "", prec, fmt(fms), fmt(f.get("TFLOP/s")), fmt(tms), fmt(t.get("tflops")),
             "%.0f%%" % (100 * tms / fms) if tms and fms else "—"))
+    ttc = [(k, v) for k, v in fx.items() if k.startswith("BenchmarkTimeToCertificate/")]
+    if ttc:
+        print()
+        print("### CCA time to certificate (small prompt-injection, ~147-token incident, all 12 layers)")
+        print()
+        print("| backend | search s | forwards | backward passes | fix set |")
+        print("|---|---|---|---|---|")
+        for k, v in sorted(ttc):
+            print("| %s | %s | %s | %s | %s |" % (k.split("/")[-1], fmt(v.get("search-s")), fmt(v.get("forwards")),
+                                                fmt(v.get("backward")), fmt(v.get("fix-set"))))
     failed = [k for k, r in torch.items() if r.get("ms") is None and "error" in str(r.get("note", ""))]
     if failed:
         print()

@@ -30,7 +30,7 @@ func cmdBaseline(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	quantize := fs.String("quantize", "", "int8 or fp16 (default: the config's cf.quantize, int8)")
 	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 for TF32 matmuls (cuda-tf32)")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
-	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	quiet := fs.Bool("quiet", false, "no progress bar (there is none unless standard error is a terminal)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: fx baseline MODEL --prompts benign.jsonl --out baseline.fxbase [flags]")
 		fmt.Fprintln(stderr, "Runs every benign prompt as an incident is recorded and writes CF's distribution of every feature.")
@@ -85,10 +85,11 @@ func cmdBaseline(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	o := cf.BaselineOptions{Config: cfg, Model: id, FxVersion: recorderVersion(m),
 		Sketch: bundle.Sketch{K: rc.Recording.Sketch.K, Seed: rc.Recording.Sketch.Seed, Hash: bundle.HashXXH64}}
-	if !*quiet {
-		o.Log = stderr
-	}
+	bar := newProgress(stderr, *quiet)
+	defer bar.done()
+	o.Log = bar.log()
 	base, err := cf.BuildBaseline(context.Background(), m, prompts, o)
+	bar.done()
 	if err != nil {
 		return inputError(err)
 	}

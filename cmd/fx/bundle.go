@@ -16,7 +16,7 @@ import (
 // cmdBundle dispatches fx bundle verify|inspect|pack|unpack.
 func cmdBundle(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	usage := "usage: fx bundle verify|inspect|pack|unpack ...\n" +
-		"  fx bundle verify BUNDLE              schema, names, every checksum and activation file\n" +
+		"  fx bundle verify BUNDLE [--json]     schema, names, every checksum and activation file\n" +
 		"  fx bundle inspect BUNDLE [--json]    model, input, output, outcome, hooks, sizes\n" +
 		"  fx bundle pack BUNDLE [-o FILE]      write BUNDLE.tar.zst\n" +
 		"  fx bundle unpack FILE [-C DIR]       extract and verify a packed bundle"
@@ -74,8 +74,24 @@ func openBundle(dir string, cfg *configs.Config) (*bundle.Bundle, error) {
 	return bundle.Open(dir, bundleLimits(cfg))
 }
 
+// bundleVerifyOutput is fx bundle verify --json's output (printed only
+// when the bundle verifies; a failure is an error and exit code 1).
+type bundleVerifyOutput struct {
+	Bundle    string `json:"bundle"`
+	OK        bool   `json:"ok"`
+	Format    string `json:"format"`
+	Files     int    `json:"files"`
+	Bytes     int64  `json:"bytes"`
+	Hooks     int    `json:"hooks"`
+	Positions int    `json:"positions"`
+	Level     string `json:"level"`
+}
+
 func cmdBundleVerify(args []string, stdout, stderr io.Writer) error {
-	dir, cfg, err := bundleArgs("verify", "BUNDLE", args, stderr, nil)
+	var asJSON *bool
+	dir, cfg, err := bundleArgs("verify", "BUNDLE", args, stderr, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print JSON")
+	})
 	if err != nil {
 		return err
 	}
@@ -87,6 +103,10 @@ func cmdBundleVerify(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rec := b.Manifest.Record
+	if *asJSON {
+		return writeJSON(stdout, bundleVerifyOutput{Bundle: dir, OK: true, Format: bundle.Format, Files: len(b.Manifest.Files) + 1,
+			Bytes: b.Size(), Hooks: len(rec.Hooks), Positions: rec.Positions, Level: rec.Level})
+	}
 	fmt.Fprintf(stdout, "ok %s: %s, %d files, %s, %d hooks × %d positions, level %s, every checksum matches\n",
 		dir, bundle.Format, len(b.Manifest.Files)+1, humanBytes(b.Size()), len(rec.Hooks), rec.Positions, rec.Level)
 	return nil
@@ -168,9 +188,11 @@ func cmdBundleInspect(args []string, stdout, stderr io.Writer) error {
 func cmdBundlePack(args []string, stdout, stderr io.Writer) error {
 	var out *string
 	var level *int
+	var asJSON *bool
 	dir, cfg, err := bundleArgs("pack", "BUNDLE", args, stderr, func(fs *flag.FlagSet) {
 		out = fs.String("o", "", "archive to write (default: BUNDLE.tar.zst)")
 		level = fs.Int("level", 0, "zstd level 1-22 (default: the config's bundle.pack_level)")
+		asJSON = fs.Bool("json", false, "print JSON")
 	})
 	if err != nil {
 		return err
@@ -215,14 +237,19 @@ func cmdBundlePack(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *asJSON {
+		return writeJSON(stdout, bundleFileOutput{Bundle: dir, File: *out, Bytes: st.Size()})
+	}
 	fmt.Fprintf(stdout, "packed %s into %s (%s)\n", dir, *out, humanBytes(st.Size()))
 	return nil
 }
 
 func cmdBundleUnpack(args []string, stdout, stderr io.Writer) error {
 	var dest *string
+	var asJSON *bool
 	file, cfg, err := bundleArgs("unpack", "FILE.tar.zst", args, stderr, func(fs *flag.FlagSet) {
 		dest = fs.String("C", ".", "directory to unpack into")
+		asJSON = fs.Bool("json", false, "print JSON")
 	})
 	if err != nil {
 		return err
@@ -245,8 +272,19 @@ func cmdBundleUnpack(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	if *asJSON {
+		return writeJSON(stdout, bundleFileOutput{Bundle: path, File: file})
+	}
 	fmt.Fprintf(stdout, "unpacked %s: verified, every checksum matches\n", path)
 	return nil
+}
+
+// bundleFileOutput is fx bundle pack and unpack --json's output: the
+// bundle directory and its archive (with its size when packed).
+type bundleFileOutput struct {
+	Bundle string `json:"bundle"`
+	File   string `json:"file"`
+	Bytes  int64  `json:"bytes,omitempty"`
 }
 
 // humanBytes formats a size as "12.3 MB".

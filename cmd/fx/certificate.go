@@ -133,13 +133,3 @@ func incidentModel(b *bundle.Bundle, modelFlag, scenarioDir, device string) (*tr
 	}
 	return m, id, sc, nil
 }
-
-// isTerminal reports whether w is a terminal (progress goes there only).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}

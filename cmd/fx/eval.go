@@ -52,7 +52,7 @@ func evalCF(args []string, stdout, stderr io.Writer) error {
 	check := fs.Bool("check", false, "exit 1 when the combined signals miss a target (top-2 ≥ 90%, AUROC ≥ 0.9) on a scenario")
 	config := fs.String("config", "", "YAML config file over configs/default.yaml (cf section)")
 	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 for TF32 matmuls (cuda-tf32)")
-	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	quiet := fs.Bool("quiet", false, "no progress bar (there is none unless standard error is a terminal)")
 	limit := fs.Int("prompts", 0, "use only the first N failing and N benign prompts of each file (a quick check; 0: all)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: fx eval cf SCENARIO_DIR... [flags]")
@@ -83,6 +83,8 @@ func evalCF(args []string, stdout, stderr io.Writer) error {
 	var out evalCFOutput
 	out.Targets.Top2, out.Targets.AUROC = cf.TargetTop2, cf.TargetAUROC
 	ctx := context.Background()
+	bar := newProgress(stderr, *quiet)
+	defer bar.done()
 	for _, dir := range pos {
 		s, err := scenario.Open(dir)
 		if err != nil {
@@ -92,10 +94,7 @@ func evalCF(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return usageError{err}
 		}
-		o := cf.EvalOptions{Config: cfg, Limit: *limit}
-		if !*quiet {
-			o.Log = stderr
-		}
+		o := cf.EvalOptions{Config: cfg, Limit: *limit, Log: bar.log()}
 		r, err := cf.Evaluate(ctx, dir, m, o)
 		m.Close()
 		if err != nil {
@@ -103,6 +102,7 @@ func evalCF(args []string, stdout, stderr io.Writer) error {
 		}
 		out.Results = append(out.Results, r)
 	}
+	bar.done()
 	if *asJSON {
 		if err := writeJSON(stdout, out); err != nil {
 			return err

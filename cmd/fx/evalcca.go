@@ -44,6 +44,14 @@ func evalCCA(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	grans := fs.String("granularity", "neuron,head", "granularities to evaluate, comma-separated")
 	noCF := fs.Bool("no-cf", false, "skip the CF→CCA comparison (it builds a CF baseline from the benign prompts)")
 	config := fs.String("config", "", "YAML config file over configs/default.yaml (cf and cca sections)")
+	asJSON := fs.Bool("json", false, "print JSON (a row per scenario and granularity, means per certified prompt)")
+	quiet := fs.Bool("quiet", false, "no progress bar (there is none unless standard error is a terminal)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: fx eval cca SCENARIO_DIR... [flags]")
+		fmt.Fprintln(stderr, "Per scenario and granularity, over the failing prompts: the flip rate of certified fixes on replay,")
+		fmt.Fprintln(stderr, "fix-set size, precision and recall against the planted causes, and CF→CCA against CCA over all layers.")
+		fs.PrintDefaults()
+	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -60,6 +68,8 @@ func evalCCA(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	ctx := context.Background()
+	bar := newProgress(stderr, *quiet)
+	defer bar.done()
 	var rows []ccaEvalRow
 	for _, dir := range pos {
 		sc, err := scenario.Open(dir)
@@ -92,14 +102,21 @@ func evalCCA(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		for _, g := range strings.Split(*grans, ",") {
 			cfg := ccfg
 			cfg.Granularity = strings.TrimSpace(g)
-			row, err := evalScenario(ctx, sc, m, failing, cfg, base, cfCfg)
+			row, err := evalScenario(ctx, sc, m, failing, cfg, base, cfCfg, bar)
 			if err != nil {
 				return err
 			}
 			rows = append(rows, row)
-			fmt.Fprintln(stderr, formatEvalRow(row))
 		}
 		m.Close()
+	}
+	bar.done()
+	if *asJSON {
+		out := make([]ccaEvalJSON, len(rows))
+		for i, r := range rows {
+			out[i] = r.json()
+		}
+		return writeJSON(stdout, out)
 	}
 	fmt.Fprintln(stdout, "| scenario | granularity | prompts | certified | flip rate | mean fix set | of candidate sites | of candidate activations | precision | recall (all causes) | recall (stages hit) | CCA all layers: forwards, s | CF→CCA: forwards, s | same fix set |")
 	fmt.Fprintln(stdout, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -112,6 +129,43 @@ func evalCCA(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// ccaEvalJSON is one row of fx eval cca --json: rates and means per
+// certified prompt.
+type ccaEvalJSON struct {
+	Scenario    string  `json:"scenario"`
+	Granularity string  `json:"granularity"`
+	Prompts     int     `json:"prompts"`
+	Certified   int     `json:"certified"`
+	Flipped     int     `json:"flipped"`
+	FlipRate    float64 `json:"flip_rate"`
+	MeanSize    float64 `json:"mean_fix_set_size"`
+	SiteFrac    float64 `json:"fraction_of_candidate_sites"`
+	ActFrac     float64 `json:"fraction_of_candidate_activations"`
+	Precision   float64 `json:"precision"`
+	Recall      float64 `json:"recall"`
+	StageRecall float64 `json:"recall_in_stages_hit"`
+	Forwards    float64 `json:"forwards"`
+	Seconds     float64 `json:"seconds"`
+	// CFRuns counts the prompts CF→CCA certified; its means are over them.
+	CFRuns     int      `json:"cf_runs"`
+	CFForwards float64  `json:"cf_forwards,omitempty"`
+	CFSeconds  float64  `json:"cf_seconds,omitempty"`
+	SameSet    int      `json:"cf_same_fix_set"`
+	Errors     []string `json:"errors,omitempty"`
+}
+
+func (r ccaEvalRow) json() ccaEvalJSON {
+	n := float64(max(r.Certified, 1))
+	out := ccaEvalJSON{Scenario: r.Scenario, Granularity: r.Granularity, Prompts: r.Prompts, Certified: r.Certified,
+		Flipped: r.Flipped, FlipRate: float64(r.Flipped) / n, MeanSize: r.MeanSize / n, SiteFrac: r.MeanFrac / n,
+		ActFrac: r.MeanActFrac / n, Precision: r.Precision / n, Recall: r.Recall / n, StageRecall: r.StageRecall / n,
+		Forwards: r.Forwards / n, Seconds: r.Seconds / n, CFRuns: r.CFRuns, SameSet: r.SameSet, Errors: r.Errors}
+	if r.CFRuns > 0 {
+		out.CFForwards, out.CFSeconds = r.CFForwards/float64(r.CFRuns), r.CFSeconds/float64(r.CFRuns)
+	}
+	return out
 }
 
 func formatEvalRow(r ccaEvalRow) string {
@@ -128,10 +182,11 @@ func formatEvalRow(r ccaEvalRow) string {
 }
 
 // evalScenario runs CCA on each failing prompt and scores the fix sets.
-func evalScenario(ctx context.Context, sc *scenario.Scenario, m *transformer.Model, prompts []scenario.Prompt, cfg cca.Config, base *cf.Baseline, cfCfg cf.Config) (ccaEvalRow, error) {
+func evalScenario(ctx context.Context, sc *scenario.Scenario, m *transformer.Model, prompts []scenario.Prompt, cfg cca.Config, base *cf.Baseline, cfCfg cf.Config, bar *progress) (ccaEvalRow, error) {
 	row := ccaEvalRow{Scenario: sc.Truth.Scenario + "/" + string(sc.Truth.Size), Granularity: cfg.Granularity, Prompts: len(prompts)}
 	causes := sc.Truth.Causes()
-	for _, pr := range prompts {
+	for i, pr := range prompts {
+		bar.count(i, len(prompts), row.Scenario+" "+row.Granularity)
 		oc, out, err := sc.Check(ctx, m, pr.Text, nil)
 		if err != nil {
 			return row, err

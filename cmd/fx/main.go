@@ -16,11 +16,14 @@
 //	fx analyze cf BUNDLE --baseline baseline.fxbase
 //	fx certificate verify report/certificate.json --bundle BUNDLE
 //	fx eval cf|cca SCENARIO_DIR...
+//	fx report REPORT_DIR [-o incident.html] [--bundle BUNDLE]
+//	fx help [TOPIC]
 //
 // MODEL is a directory holding config.json and model.safetensors, or a hub
 // name found in the Hugging Face cache; fx run without one uses the embedded
 // default model. Exit codes: 0 ok, 1 a failure found or a check failed,
-// 2 a usage or input error.
+// 2 a usage or input error (fx help exit-codes). Progress bars show only
+// when standard error is a terminal; --json prints machine output.
 package main
 
 import (
@@ -62,6 +65,7 @@ func commands() []command {
 		{"analyze", "analyse an incident bundle: CF → CCA → certificate (fx analyze BUNDLE), or CF alone (fx analyze cf BUNDLE)", cmdAnalyze},
 		{"eval", "evaluate an analysis stage on planted-failure scenarios: fx eval cf|cca SCENARIO_DIR", cmdEval},
 		{"certificate", "verify a fix-set certificate by replaying every claim", cmdCertificate},
+		{"report", "the incident report of an analysed incident: one self-contained HTML page", cmdReport},
 	}
 }
 
@@ -71,10 +75,21 @@ func main() {
 
 // fxMain runs fx with args and returns the exit code.
 func fxMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	switch {
+	case len(args) == 0:
 		printUsage(stderr)
-		if len(args) == 0 {
-			return 2
+		return 2
+	case args[0] == "-h" || args[0] == "--help":
+		printUsage(stdout)
+		return 0
+	case args[0] == "help":
+		if err := cmdHelp(args[1:], stdout); err != nil {
+			fmt.Fprintf(stderr, "fx help: %v\n", err)
+			var ue usageError
+			if errors.As(err, &ue) {
+				return 2
+			}
+			return 1
 		}
 		return 0
 	}
@@ -98,17 +113,6 @@ func fxMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "fx: unknown command %q; run 'fx help'\n", args[0])
 	return 2
-}
-
-func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: fx COMMAND [ARGS] [--flags]")
-	fmt.Fprintln(w)
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'fx COMMAND --help' for a command's flags.")
-	fmt.Fprintln(w, "Exit codes: 0 ok, 1 failure found or check failed, 2 usage or input error.")
 }
 
 // parseInterleaved parses flags that may come before or after positional

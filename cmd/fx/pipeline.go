@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/modelforensics/fx/configs"
-	"github.com/modelforensics/fx/forensics/cca"
 	"github.com/modelforensics/fx/forensics/certificate"
 	"github.com/modelforensics/fx/forensics/cf"
+	"github.com/modelforensics/fx/forensics/report"
+	"github.com/modelforensics/fx/transformer"
 )
 
 // analyzePipeline is `fx analyze BUNDLE --baseline B --out report/`: CF
@@ -23,7 +24,7 @@ import (
 func analyzePipeline(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("analyze", stderr)
 	baseline := fs.String("baseline", "", "CF baseline (.fxbase, from fx baseline) whose flagged layers CCA searches; without it, every layer")
-	out := fs.String("out", "", "report directory: certificate.json, cf.json, summary.txt (required)")
+	out := fs.String("out", "", "report directory: certificate.json, cf.json, analysis.json, summary.txt (required)")
 	modelFlag := fs.String("model", "", "model to replay on (default: the one the manifest names)")
 	scenarioDir := fs.String("scenario", "", "scenario directory (default: the model directory when it holds ground_truth.json)")
 	device := fs.String("device", "cpu", "auto, cpu, cuda, cuda:N; -tf32 for TF32 matmuls (cuda-tf32)")
@@ -33,6 +34,9 @@ func analyzePipeline(args []string, _ io.Reader, stdout, stderr io.Writer) error
 	iv := fs.String("intervention", "", "patch (from the counterfactual run), mean or zero; default cca.intervention")
 	maxFwd := fs.Int("max-forwards", -1, "budget of batched forwards (0: none); default cca.max_forwards")
 	timeout := fs.Duration("timeout", -1, "budget of wall time (0: none); default cca.timeout")
+	top := fs.Int("top", 50, "candidates of the attribution ranking kept in analysis.json (the report shows the first 20)")
+	asJSON := fs.Bool("json", false, "print the certificate and the files written as JSON")
+	quiet := fs.Bool("quiet", false, "no progress bar (there is none unless standard error is a terminal)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: fx analyze BUNDLE --baseline B --out REPORT_DIR [flags]")
 		fs.PrintDefaults()
@@ -43,6 +47,9 @@ func analyzePipeline(args []string, _ io.Reader, stdout, stderr io.Writer) error
 	}
 	if len(pos) != 1 || *out == "" {
 		return usagef("want one BUNDLE argument and --out REPORT_DIR")
+	}
+	if *top < 0 {
+		return usagef("--top %d: want 0 or more", *top)
 	}
 	cfg, err := configs.Load(*config)
 	if err != nil {
@@ -81,8 +88,15 @@ func analyzePipeline(args []string, _ io.Reader, stdout, stderr io.Writer) error
 	}
 	ctx := context.Background()
 	start := time.Now()
+	bar := newProgress(stderr, *quiet)
+	defer bar.done()
+	written := []string{}
 
-	// CF: the flagged layers.
+	// CF: the flagged layers. A cf.json of an earlier analysis would
+	// describe another run: it goes, and is written again with a baseline.
+	if err := os.Remove(filepath.Join(*out, report.CFFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("--out: %w", err)
+	}
 	var layers []int
 	from := "all layers"
 	switch {
@@ -112,18 +126,22 @@ func analyzePipeline(args []string, _ io.Reader, stdout, stderr io.Writer) error
 		if err != nil {
 			return usageError{err}
 		}
+		bar.stepf("cf: scoring the bundle's activations against the baseline")
 		run, src, err := cf.BundleRun(ctx, b, m, cfCfg.Values)
 		if err != nil {
 			return fmt.Errorf("cf: %w", err)
 		}
+		run.Tokens = runTokens(b)
 		rep, err := cf.Analyze(run, base, cfCfg)
 		if err != nil {
 			return fmt.Errorf("cf: %w", err)
 		}
-		rep.Bundle, rep.Source = b.Dir, src
-		if err := writeJSONFile(filepath.Join(*out, "cf.json"), rep); err != nil {
+		rep.Bundle, rep.Level, rep.Source = b.Dir, b.Manifest.Record.Level, src
+		path := filepath.Join(*out, report.CFFile)
+		if err := writeJSONFile(path, rep); err != nil {
 			return err
 		}
+		written = append(written, path)
 		layers = rep.Flagged
 		from = fmt.Sprintf("cf: flagged layers (threshold %g)", rep.Threshold)
 		if len(layers) == 0 {
@@ -132,30 +150,61 @@ func analyzePipeline(args []string, _ io.Reader, stdout, stderr io.Writer) error
 	default:
 		fmt.Fprintln(stderr, "fx analyze: no --baseline: CCA searches every layer (CF's narrowing needs a baseline: fx baseline)")
 	}
-	var progress cca.Progress
-	if isTerminal(stderr) {
-		progress = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
-	}
-	cert, _, err := certificate.Analyze(ctx, b, m, certificate.Request{ModelID: id, Scenario: sc, Layers: layers,
-		LayersFrom: from, Config: ccfg, Progress: progress})
+	cert, res, err := certificate.Analyze(ctx, b, m, certificate.Request{ModelID: id, Scenario: sc, Layers: layers,
+		LayersFrom: from, Config: ccfg, Progress: bar.stepf})
 	if err != nil {
-		if errors.Is(err, cca.ErrBudget) || errors.Is(err, cca.ErrNoFix) {
-			return err
-		}
 		return err
 	}
 	cert.Cost.Seconds = time.Since(start).Seconds()
-	path := filepath.Join(*out, "certificate.json")
+	path := filepath.Join(*out, report.CertificateFile)
 	if err := cert.WriteFile(path); err != nil {
 		return err
 	}
+	an := &report.Analysis{Format: report.AnalysisFormat, Created: time.Now().UTC(),
+		Incident:    report.IncidentOf(b, cert.Bundle.SHA256, tokenText(m)),
+		Attribution: report.AttributionOf(res, *top)}
+	if sc != nil {
+		an.GroundTruth = sc.Truth.Components
+	}
+	anPath := filepath.Join(*out, report.AnalysisFile)
+	if err := an.WriteFile(anPath); err != nil {
+		return err
+	}
 	summary := cert.Summary()
-	if err := os.WriteFile(filepath.Join(*out, "summary.txt"), []byte(summary), 0o644); err != nil {
+	sumPath := filepath.Join(*out, report.SummaryFile)
+	if err := os.WriteFile(sumPath, []byte(summary), 0o644); err != nil {
 		return fmt.Errorf("--out: %w", err)
+	}
+	written = append(written, path, anPath, sumPath)
+	bar.done()
+	if *asJSON {
+		return writeJSON(stdout, analyzeOutput{Out: *out, Files: written, Certificate: cert})
 	}
 	fmt.Fprint(stdout, summary)
 	fmt.Fprintf(stdout, "wrote %s; check it with: fx certificate verify %s --bundle %s\n", path, path, b.Dir)
+	fmt.Fprintf(stdout, "read it in a browser: fx report %s --bundle %s -o incident.html\n", *out, b.Dir)
 	return nil
+}
+
+// analyzeOutput is fx analyze --json's output.
+type analyzeOutput struct {
+	// Out is the report directory and Files the files written there.
+	Out   string   `json:"out"`
+	Files []string `json:"files"`
+	// Certificate is the certificate written.
+	Certificate *certificate.Certificate `json:"certificate"`
+}
+
+// tokenText returns a function giving one token's text with m's
+// tokenizer ("" for an id it does not know).
+func tokenText(m *transformer.Model) func(int) string {
+	return func(id int) string {
+		s, err := m.Tokenizer.Decode([]int{id})
+		if err != nil {
+			return ""
+		}
+		return s
+	}
 }
 
 // writeJSONFile writes v as indented JSON to path.

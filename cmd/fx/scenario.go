@@ -70,7 +70,7 @@ func scenarioMake(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", 1, "first seed tried (a seed whose model fails calibration is rejected for the next)")
 	tries := fs.Int("tries", 8, "seeds to try before giving up")
 	out := fs.String("out", "", "output directory (must not exist, or be empty)")
-	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	quiet := fs.Bool("quiet", false, "no progress bar (there is none unless standard error is a terminal)")
 	asJSON := fs.Bool("json", false, "print the ground truth as JSON")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: fx scenario make NAME --size tiny|small [--seed N] --out DIR")
@@ -100,14 +100,14 @@ func scenarioMake(args []string, stdout, stderr io.Writer) error {
 	if *tries < 1 {
 		return usagef("--tries %d: want at least 1", *tries)
 	}
-	opts := scenario.Options{Size: sz, Seed: *seed, Tries: *tries}
-	if !*quiet {
-		opts.Log = stderr
-	}
+	bar := newProgress(stderr, *quiet)
+	defer bar.done()
+	opts := scenario.Options{Size: sz, Seed: *seed, Tries: *tries, Log: bar.log()}
 	truth, err := scenario.Make(context.Background(), name, *out, opts)
 	if err != nil {
 		return err
 	}
+	bar.done()
 	if *asJSON {
 		return writeJSON(stdout, truth)
 	}

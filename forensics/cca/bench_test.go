@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelforensics/fx/engine/cpu"
+	"github.com/modelforensics/fx/engine/device/devicetest"
 	"github.com/modelforensics/fx/forensics/scenario"
 )
 
@@ -16,7 +16,8 @@ import (
 // about 128 tokens (benign text, then the injection, then the generated
 // tokens), from the incident to a 1-minimal fix set. Making the scenario
 // (about 45 s) is outside the timer. It reports the forwards, the backward
-// passes and the seconds of one search.
+// passes and the seconds of one search. FX_TEST_DEVICE=cuda runs the
+// search on the GPU (bench/gpu/run.sh).
 func BenchmarkTimeToCertificate(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir() + "/pi"
@@ -24,7 +25,7 @@ func BenchmarkTimeToCertificate(b *testing.B) {
 	require.NoError(b, err)
 	sc, err := scenario.Open(dir)
 	require.NoError(b, err)
-	m, err := sc.Load(cpu.New())
+	m, err := sc.Load(devicetest.Backend(b))
 	require.NoError(b, err)
 	defer m.Close()
 

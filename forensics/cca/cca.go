@@ -76,6 +76,9 @@ type Result struct {
 	// scalar activations they cover over the sequence.
 	Candidates           int
 	CandidateActivations int
+	// Ranking is every candidate, ranked by attribution patching's
+	// estimate, best first (the order the search grows its set in).
+	Ranking []Candidate
 	// FixSet is the fix set, in ranking order.
 	FixSet []Member
 	// Before and After are the metric without and with the fix set.
@@ -170,6 +173,7 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 	for i := range cands {
 		cands[i].Rank = i + 1
 	}
+	res.Ranking = cands
 	ranked := cands
 	if cfg.MaxCandidates > 0 && len(ranked) > cfg.MaxCandidates {
 		ranked = ranked[:cfg.MaxCandidates]
