@@ -13,14 +13,20 @@
 // a pattern or of dscores that are exactly 0 are skipped, as on the CPU, so
 // non-finite values at masked positions never spread.
 //
-// Geometry, except fx_attention: one thread per output element, block 256,
-// grid min(ceil(count/256), 65535) 1-D, grid-stride over the count (which
-// must be below 2^31).
+// Geometry, except the fused attentions: one thread per output element,
+// block 256, grid min(ceil(count/256), 65535) 1-D, grid-stride over the
+// count (which must be below 2^31).
 //
-// fx_attention, version 1 (the only one): a block of 4 warps takes 4
-// consecutive queries of one (b, h), one per warp, and walks the keys in
-// tiles of 32 staged in shared memory, keeping a running max and sum
-// (online softmax, as flash attention does).
+// The fused attention, two versions (engine/gpu picks by the query count):
+//   fx_attention        version 1, for decode: a block of 4 warps takes 4
+//                       consecutive queries of one (b, h), one per warp,
+//                       and walks the keys in tiles of 32 staged in shared
+//                       memory, keeping a running max and sum (online
+//                       softmax, as flash attention does).
+//   fx_attention_tiled  version 2, for prefill: a block takes a tile of 64
+//                       queries (32 for Dh > 64) and each thread a register
+//                       micro-tile of the scores and of the output, as a
+//                       matmul does; online softmax per query row.
 #include "fx_cuda.h"
 
 typedef unsigned long long u64;
@@ -168,6 +174,340 @@ extern "C" __global__ __launch_bounds__(128) void fx_attention(float* z, const f
 #pragma unroll
   for (int c = 0; c < 4; c++)
     if (lane + 32 * c < Dh) zr[lane + 32 * c] = l != 0.0f ? acc[c] / l : 0.0f;
+}
+
+// ---------------------------------------------------------------------------
+// fx_attention_tiled: fx_attention (same parameters, same semantics) for
+// prefill, flash-attention style in FP32 SIMT: a block owns a tile of BQ
+// queries of one (b, h), walks the keys in tiles of BK staged in shared
+// memory, and keeps each query row's running max m and sum l (online
+// softmax) and its BQ×Dh output tile in registers.
+//
+// Geometry: block 128 threads (4 warps); grid (ceil(Tq/BQ), H, B) with
+//   Dh <= 64:        BQ = 64, BK = 64 (8 rows × 4 keys, 8 rows × 4 dims a thread)
+//   64 < Dh <= 128:  BQ = 32, BK = 32 (4 rows × 2 keys, 4 rows × 8 dims a thread)
+// (shared memory: 44 KB static, the larger of the two layouts). Dh <= 128
+// (the host checks): a larger Dh or another block size leaves z untouched,
+// and so does a smaller grid for the queries it does not reach.
+//
+// Thread layout (RT rows, KT = BK/16 keys, DV = 1 or 2 float4 of dims): warp
+// w owns the 2·RT rows from 2·RT·w; lane = 16·rg + kg takes rows
+// 2·RT·w + rg + 2r (r < RT), keys kg + 16c (c < KT), dims 64e + 4kg + u
+// (e < DV, u < 4). A row's scores live in the 16 lanes of one half-warp, so
+// its max is reduced by shuffles within the warp; its sum l is kept per
+// lane (every lane of the row rescales by the same factor) and reduced once
+// at the end.
+//
+// Shared memory: Qs [BQ][DW+4] (the query tile, staged once; DW = 64·DV,
+// zero past Dh and past Tq), KV [BK][DW+4] (the key tile, then the value
+// tile in the same buffer), Ps [BQ][36] (the weights of 32 keys: the P·V
+// product runs over each half of a 64-key tile in turn). Rows are padded by
+// 4 floats, so the float4 reads (2 rows a warp for Q and P, 16 rows for K,
+// 16 consecutive float4 for V) are free of bank conflicts (the scalar
+// stores of P, 32 a thread and tile, have 2-way conflicts).
+//
+// Per key tile (every bound depends only on the block, so every thread
+// reaches every barrier): stage K and the keys' validity; S = Q·Kᵀ in
+// registers (fused multiply-adds over d in order, then ·scale rounded, as in
+// fx_attention); forbidden entries -Inf; the row max by shuffles; the
+// weights p = 2^((s - m)·log2 e) (ex2.approx: within 2 ulps) and the
+// rescaling of l and the output tile by 2^((m_old - m_new)·log2 e); stage V
+// (zero for forbidden and out-of-range keys); O += P·V with P written to
+// shared memory by each warp for its own rows (a warp barrier, not the
+// block's). Where a staged value of V is not finite (NaN or Inf at an
+// allowed key: flagged by each warp while staging) the tile takes a slower
+// path that skips p == 0 exactly, so nothing non-finite spreads from keys a
+// row must not see or whose weight underflowed (the CPU skips p == 0 too).
+// Key tiles at or past kend (causally forbidden for every query of the
+// tile) are never visited. A query with no allowed key gets zeros.
+//
+// Global loads are float4 when Dh % 4 == 0 and q, k, v are 16-byte aligned,
+// else scalar.
+
+typedef float fx_at4 __attribute__((ext_vector_type(4)));
+
+#define FX_AT_THREADS 128
+#define FX_AT_SMEM 11008  // floats: max(64·68 + 64·68 + 64·36, 32·132 + 32·132 + 32·36)
+#define FX_AT_LOG2E 0x1.715476p+0f
+
+#ifdef FX_HOST_EMU
+// The emulator's warp barrier orders shared memory between the lanes (as
+// bar.warp.sync does on the GPU).
+FX_DEV void fx_at_syncwarp() { fx_emu_warp().bar.wait("syncwarp"); }
+// fx_at_ex2 models ex2.approx.ftz.f32 by its contract (PTX ISA: within
+// 2 ulps of the correctly rounded 2^x; ±0 → 1, -Inf → +0, NaN → NaN;
+// subnormal results flushed to +0): 2^x rounded, then moved by -2..+2 ulps
+// chosen from the bits of x, so the checks' tolerances are tried with
+// errors as large as the hardware's may be.
+FX_DEV float fx_at_ex2(float x) {
+  if (x != x) return x;
+  if (x == 0.0f) return 1.0f;
+  float r = (float)__builtin_exp2l((long double)x);
+  if (r < 0x1p-126f) return 0.0f;
+  if (r > 3.4028235e38f) return r;
+  unsigned u = fx_float_bits(r);
+  int delta = (int)(((fx_float_bits(x) * 2654435761u) >> 16) % 5u) - 2;
+  float e = fx_bits_float(u + (unsigned)delta);
+  return (e < 0x1p-126f || e > 3.4028235e38f) ? r : e;
+}
+#else
+FX_DEV void fx_at_syncwarp() { asm volatile("bar.warp.sync -1;" ::: "memory"); }
+FX_DEV float fx_at_ex2(float x) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
+}
+#endif
+
+FX_DEV fx_at4 fx_at_lds4(const float* p) { return *(const fx_at4*)__builtin_assume_aligned(p, 16); }
+FX_DEV void fx_at_sts4(float* p, fx_at4 x) { *(fx_at4*)__builtin_assume_aligned(p, 16) = x; }
+FX_DEV fx_at4 fx_at_fma4(float a, fx_at4 b, fx_at4 c) { return (fx_at4)(a)*b + c; }
+FX_DEV bool fx_at_finite(float x) { return __builtin_fabsf(x) <= 3.4028235e38f; }
+
+// fx_at_stage fills dst [R][LD] (DW floats of each row) from rows of src
+// (ld floats apart): row r < nrow with rowok[r] (or rowok NULL) gets
+// src[r·ld + d] for d < Dh, everything else 0. With vec, Dh % 4 == 0 and
+// src is 16-byte aligned. Returns whether a value read is not finite.
+template <int R, int DW, int LD>
+FX_DEV bool fx_at_stage(float* dst, const float* src, u64 ld, int nrow, const int* rowok, int Dh, bool vec,
+                        int tid) {
+  bool bad = false;
+  if (vec) {
+    const int F = DW / 4, RP = FX_AT_THREADS / F;  // float4 a row, rows a pass
+    const int f = tid % F, r0 = tid / F;
+    const bool din = 4 * f < Dh;
+#pragma unroll
+    for (int p = 0; p < R / RP; p++) {
+      const int r = r0 + p * RP;
+      fx_at4 x = (fx_at4)(0.0f);
+      if (din && r < nrow && (!rowok || rowok[r])) {
+        x = *(const fx_at4*)__builtin_assume_aligned(src + (u64)r * ld + 4 * f, 16);
+        bad |= !(fx_at_finite(x.x) && fx_at_finite(x.y) && fx_at_finite(x.z) && fx_at_finite(x.w));
+      }
+      fx_at_sts4(dst + r * LD + 4 * f, x);
+    }
+  } else {
+    const int RP = FX_AT_THREADS / DW;
+    const int d = tid % DW, r0 = tid / DW;
+    const bool din = d < Dh;
+    for (int r = r0; r < R; r += RP) {
+      float x = 0.0f;
+      if (din && r < nrow && (!rowok || rowok[r])) {
+        x = src[(u64)r * ld + d];
+        bad |= !fx_at_finite(x);
+      }
+      dst[r * LD + d] = x;
+    }
+  }
+  return bad;
+}
+
+// fx_at_pv adds the 32 keys of weights Ps (this thread's rows, from prow,
+// row r at prow + 2r·36) times their values (from vrow, key jj at
+// vrow + jj·LD) to o, in order of keys. With SKIP, a weight of exactly 0
+// adds nothing (not even 0·NaN); the two versions are separate loops, so
+// the common one has no test in it.
+template <int RT, int DV, int LD, bool SKIP>
+FX_DEV void fx_at_pv(fx_at4 (&o)[RT][DV], const float* prow, const float* vrow) {
+  for (int jj = 0; jj < 32; jj += 4) {
+    fx_at4 pv[RT];
+#pragma unroll
+    for (int r = 0; r < RT; r++) pv[r] = fx_at_lds4(prow + 2 * r * 36 + jj);
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+#pragma unroll
+      for (int e = 0; e < DV; e++) {
+        const fx_at4 vv = fx_at_lds4(vrow + (jj + u) * LD + 64 * e);
+#pragma unroll
+        for (int r = 0; r < RT; r++) {
+          const float p = pv[r][u];
+          if (!SKIP) {
+            o[r][e] = fx_at_fma4(p, vv, o[r][e]);
+          } else if (p != 0.0f) {
+            fx_at4 a = o[r][e];
+            a.x = __builtin_fmaf(p, vv.x, a.x);
+            a.y = __builtin_fmaf(p, vv.y, a.y);
+            a.z = __builtin_fmaf(p, vv.z, a.z);
+            a.w = __builtin_fmaf(p, vv.w, a.w);
+            o[r][e] = a;
+          }
+        }
+      }
+    }
+  }
+}
+
+template <int RT, int KT, int DV>
+FX_DEV void fx_at_tiled(float* sm, int* kok, float* wbad, float* z, const float* q, const float* k,
+                        const float* v, const int* keyValid, int Tq, int Tk, int H, int Dh, float scale, int causal,
+                        int qoff, bool vec) {
+  const int BQ = 8 * RT, BK = 16 * KT, DW = 64 * DV, LD = DW + 4, LDP = 36;
+  float* Qs = sm;
+  float* KV = sm + BQ * LD;
+  float* Ps = KV + BK * LD;
+  const unsigned b = bid_z(), h = bid_y();
+  const int tid = (int)tid_x(), w = tid >> 5, lane = tid & 31, rg = lane >> 4, kg = lane & 15;
+  const int i0 = (int)bid_x() * BQ;
+  const int nq = Tq - i0 < BQ ? Tq - i0 : BQ;  // queries of this tile (> 0)
+  const int row0 = 2 * RT * w + rg;            // this thread's row r is row0 + 2r
+  const u64 ld = (u64)H * Dh;                  // from one position to the next in q, k, v, z
+  const float* kb = k + (u64)b * Tk * ld + (u64)h * Dh;
+  const float* vb = v + (u64)b * Tk * ld + (u64)h * Dh;
+
+  // Keys [kend, Tk) are forbidden for every query of the tile.
+  int kend = Tk;
+  if (causal) {
+    long long lim = (long long)(i0 + nq - 1) + qoff + 1;
+    kend = lim < 0 ? 0 : (lim < Tk ? (int)lim : Tk);
+  }
+  // Row r may see keys j <= lim[r] (causal), lim clamped to [-1, Tk].
+  int lim[RT];
+#pragma unroll
+  for (int r = 0; r < RT; r++) {
+    long long l = causal ? (long long)(i0 + row0 + 2 * r) + qoff : (long long)Tk;
+    lim[r] = l < -1 ? -1 : (l > Tk ? Tk : (int)l);
+  }
+
+  fx_at_stage<BQ, DW, LD>(Qs, q + ((u64)b * Tq + i0) * ld + (u64)h * Dh, ld, nq, nullptr, Dh, vec, tid);
+
+  fx_at4 o[RT][DV];
+  float m[RT], l[RT];
+#pragma unroll
+  for (int r = 0; r < RT; r++) {
+    m[r] = -INFINITY;
+    l[r] = 0.0f;
+#pragma unroll
+    for (int e = 0; e < DV; e++) o[r][e] = (fx_at4)(0.0f);
+  }
+  const int nf = (Dh + 3) >> 2;  // float4 steps over d
+
+  for (int j0 = 0; j0 < kend; j0 += BK) {
+    const int nk = kend - j0 < BK ? kend - j0 : BK;  // keys of this tile below kend
+    sync_threads();  // the previous tile's V (and Qs, the first time) is written or read
+    fx_at_stage<BK, DW, LD>(KV, kb + (u64)j0 * ld, ld, nk, nullptr, Dh, vec, tid);
+    for (int t = tid; t < BK; t += FX_AT_THREADS)
+      kok[t] = t < nk && (!keyValid || keyValid[(u64)b * Tk + j0 + t] != 0);
+    sync_threads();
+
+    // S = Q·Kᵀ: s[r][c] for row row0 + 2r, key kg + 16c.
+    float s[RT][KT];
+#pragma unroll
+    for (int r = 0; r < RT; r++)
+#pragma unroll
+      for (int c = 0; c < KT; c++) s[r][c] = 0.0f;
+    {
+      const float* qp = Qs + row0 * LD;
+      const float* kp = KV + kg * LD;
+      for (int f = 0; f < nf; f++) {
+        fx_at4 kv[KT];
+#pragma unroll
+        for (int c = 0; c < KT; c++) kv[c] = fx_at_lds4(kp + 16 * c * LD + 4 * f);
+#pragma unroll
+        for (int r = 0; r < RT; r++) {
+          const fx_at4 qv = fx_at_lds4(qp + 2 * r * LD + 4 * f);
+#pragma unroll
+          for (int c = 0; c < KT; c++) {
+            float a = s[r][c];
+            a = __builtin_fmaf(qv.x, kv[c].x, a);
+            a = __builtin_fmaf(qv.y, kv[c].y, a);
+            a = __builtin_fmaf(qv.z, kv[c].z, a);
+            a = __builtin_fmaf(qv.w, kv[c].w, a);
+            s[r][c] = a;
+          }
+        }
+      }
+    }
+
+    // Mask, scale, online softmax.
+    bool kin[KT];
+#pragma unroll
+    for (int c = 0; c < KT; c++) kin[c] = kok[kg + 16 * c] != 0;
+#pragma unroll
+    for (int r = 0; r < RT; r++) {
+      float mt = -INFINITY;
+#pragma unroll
+      for (int c = 0; c < KT; c++) {
+        const bool allowed = kin[c] && j0 + kg + 16 * c <= lim[r];
+        const float sc = fx_mul_rn(s[r][c], scale);
+        s[r][c] = allowed ? sc : -INFINITY;
+        mt = __builtin_fmaxf(mt, s[r][c]);
+      }
+#pragma unroll
+      for (int x = 1; x < 16; x <<= 1) mt = __builtin_fmaxf(mt, shfl_xor(mt, x));
+      // A NaN score is not the max (fmax drops it) but its weight is NaN,
+      // which reaches l and the output as on the CPU.
+      const float mn = __builtin_fmaxf(m[r], mt);
+      const float mu = mn == -INFINITY ? 0.0f : mn;  // no key allowed yet: every weight is 0
+      const float alpha = fx_at_ex2(fx_mul_rn(m[r] - mu, FX_AT_LOG2E));
+      m[r] = mn;
+      float ps = 0.0f;
+#pragma unroll
+      for (int c = 0; c < KT; c++) {
+        s[r][c] = fx_at_ex2(fx_mul_rn(s[r][c] - mu, FX_AT_LOG2E));
+        ps += s[r][c];
+      }
+      l[r] = __builtin_fmaf(l[r], alpha, ps);
+#pragma unroll
+      for (int e = 0; e < DV; e++) o[r][e] *= alpha;
+    }
+
+    sync_threads();  // every warp is done with K
+    bool bad = fx_at_stage<BK, DW, LD>(KV, vb + (u64)j0 * ld, ld, nk, kok, Dh, vec, tid);
+    const float wb = warp_max(bad ? 1.0f : 0.0f);
+    if (lane == 0) wbad[w] = wb;
+    sync_threads();
+    const bool skip = wbad[0] != 0.0f || wbad[1] != 0.0f || wbad[2] != 0.0f || wbad[3] != 0.0f;
+
+    // O += P·V, 32 keys at a time; Ps rows are this warp's own.
+#pragma unroll
+    for (int half = 0; half < KT / 2; half++) {
+      if (half > 0) fx_at_syncwarp();  // the previous half's weights are read
+#pragma unroll
+      for (int r = 0; r < RT; r++)
+#pragma unroll
+        for (int c = 0; c < 2; c++) Ps[(row0 + 2 * r) * LDP + kg + 16 * c] = s[r][2 * half + c];
+      fx_at_syncwarp();
+      if (skip)
+        fx_at_pv<RT, DV, LD, true>(o, Ps + row0 * LDP, KV + 32 * half * LD + 4 * kg);
+      else
+        fx_at_pv<RT, DV, LD, false>(o, Ps + row0 * LDP, KV + 32 * half * LD + 4 * kg);
+    }
+  }
+
+  // l over the row's 16 lanes; z = o / l (0 where no key is allowed).
+#pragma unroll
+  for (int r = 0; r < RT; r++) {
+    float lr = l[r];
+#pragma unroll
+    for (int x = 1; x < 16; x <<= 1) lr += shfl_xor(lr, x);
+    const int i = i0 + row0 + 2 * r;
+    if (i >= Tq) continue;
+    float* zr = z + ((u64)b * Tq + i) * ld + (u64)h * Dh;
+#pragma unroll
+    for (int e = 0; e < DV; e++)
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        const int d = 64 * e + 4 * kg + u;
+        if (d < Dh) zr[d] = lr != 0.0f ? o[r][e][u] / lr : 0.0f;
+      }
+  }
+}
+
+extern "C" __global__ __launch_bounds__(FX_AT_THREADS) void fx_attention_tiled(
+    float* z, const float* q, const float* k, const float* v, const int* keyValid, int B, int Tq, int Tk, int H,
+    int Dh, float scale, int causal, int qoff) {
+  __shared__ __attribute__((aligned(16))) float sm[FX_AT_SMEM];
+  __shared__ int kok[64];
+  __shared__ float wbad[FX_AT_THREADS / 32];
+  if (Dh <= 0 || Dh > 128 || Tq <= 0 || Tk <= 0 || bdim_x() != FX_AT_THREADS) return;
+  if (bid_z() >= (unsigned)B || bid_y() >= (unsigned)H) return;
+  const int BQ = Dh <= 64 ? 64 : 32;
+  if ((long long)bid_x() * BQ >= Tq) return;  // the whole block
+  const bool vec = (Dh & 3) == 0 && (((unsigned long long)q | (unsigned long long)k | (unsigned long long)v) & 15) == 0;
+  if (Dh <= 64)
+    fx_at_tiled<8, 4, 1>(sm, kok, wbad, z, q, k, v, keyValid, Tq, Tk, H, Dh, scale, causal, qoff, vec);
+  else
+    fx_at_tiled<4, 2, 2>(sm, kok, wbad, z, q, k, v, keyValid, Tq, Tk, H, Dh, scale, causal, qoff, vec);
 }
 
 // fx_head_result: out[bt,h,n] = Σ_{d<Dh} z[bt,h,d]·W(h·Dh+d, n), with

@@ -6,7 +6,8 @@
 //
 // so this header supplies what the CUDA headers would: the function and
 // variable qualifiers, thread and block indices, barriers, warp shuffles, the
-// tensor-core instructions the TF32 matmul uses, and float math written here
+// tensor-core instructions and asynchronous copies (cp.async) the TF32
+// matmul uses, dynamic shared memory, and float math written here
 // (fx_expf, fx_tanhf, fx_erff, fx_erfcf, fx_normcdff) accurate to a few ulps,
 // including subnormals, ±Inf and NaN.
 //
@@ -35,7 +36,7 @@
 #define __device__ __attribute__((device))
 #define __shared__ __attribute__((shared))
 #define __forceinline__ __attribute__((always_inline)) inline
-#define __launch_bounds__(n) __attribute__((launch_bounds(n)))
+#define __launch_bounds__(...) __attribute__((launch_bounds(__VA_ARGS__)))  // threads[, min blocks per SM]
 
 #define FX_DEV static __device__ __forceinline__
 
@@ -107,6 +108,45 @@ FX_DEV void fx_mma_tf32(float c[4], const unsigned a[4], const unsigned b[2]) {
       "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// FX_DYN_SHARED(T, name) declares the block's dynamic shared memory
+// (the launch's sharedBytes) as T name[], 16-byte aligned.
+#define FX_DYN_SHARED(T, name) extern __shared__ __attribute__((aligned(16))) T name[]
+
+// fx_smem_addr returns the shared-memory address of p, a generic pointer
+// into shared memory, as cp.async wants it.
+FX_DEV unsigned fx_smem_addr(const void* p) {
+  unsigned r;
+  asm("{ .reg .u64 fxa; cvta.to.shared.u64 fxa, %1; cvt.u32.u64 %0, fxa; }"
+      : "=r"(r)
+      : "l"((unsigned long long)p));
+  return r;
+}
+
+// Asynchronous copies from global to shared memory (sm_80 cp.async; PTX
+// ISA, "Data Movement and Conversion Instructions: cp.async"). A copy of
+// size bytes (16: cp.async.cg, both addresses 16-byte aligned; 4:
+// cp.async.ca, 4-byte aligned) reads src_bytes <= size bytes from src and
+// fills the rest of dst with zeros (src_bytes 0 reads nothing). Copies are
+// queued until fx_cp_async_commit closes them into a group;
+// fx_cp_async_wait<N> waits until at most the N most recent groups of this
+// thread are still in flight. Other threads see the data only after a
+// barrier that follows the wait.
+FX_DEV void fx_cp_async16(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(fx_smem_addr(dst)),
+               "l"((unsigned long long)src), "r"(src_bytes)
+               : "memory");
+}
+FX_DEV void fx_cp_async4(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(fx_smem_addr(dst)),
+               "l"((unsigned long long)src), "r"(src_bytes)
+               : "memory");
+}
+FX_DEV void fx_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+FX_DEV void fx_cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
 #endif  // FX_HOST_EMU

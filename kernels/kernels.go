@@ -16,9 +16,10 @@
 // kernels/emu runs the same sources on the host: emu/fx_emu.h emulates a
 // block as OS threads (barriers, shuffles and mma by the PTX ISA's fragment
 // layout), emu/kernelcheck.cpp checks every kernel against a plain
-// reference on edge-case shapes, and emu/mathcheck.cpp measures the math
-// against long-double references over all float inputs. Set FX_KERNELS_EMU=1
-// to run both from `go test` (it needs clang++-14 and takes a few minutes).
+// reference on edge-case shapes (emu/attncheck.cpp does so for
+// fx_attention_tiled), and emu/mathcheck.cpp measures the math against
+// long-double references over all float inputs. Set FX_KERNELS_EMU=1 to run
+// them from `go test` (it needs clang++-14 and takes a few minutes).
 package kernels
 
 import (

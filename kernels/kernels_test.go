@@ -31,11 +31,14 @@ var wantKernels = map[string][]string{
 	},
 	"copy": {"fx_gather_rows", "fx_copy_cols", "fx_scatter_add_rows", "fx_sum_axis"},
 	"attention": {
-		"fx_attn_scores", "fx_attn_mix", "fx_attention", "fx_head_result",
+		"fx_attn_scores", "fx_attn_mix", "fx_attention", "fx_attention_tiled", "fx_head_result",
 		"fx_attn_scores_backward_dq", "fx_attn_scores_backward_dk",
 		"fx_attn_mix_backward_dp", "fx_attn_mix_backward_dv",
 	},
-	"matmul": {"fx_matmul_f32", "fx_matmul_skinny_f32", "fx_matmul_tf32"},
+	"matmul": {
+		"fx_matmul_f32", "fx_matmul_f32_64", "fx_matmul_tf32", "fx_matmul_tf32_64",
+		"fx_matmul_skinny_partial", "fx_matmul_splitk_reduce",
+	},
 }
 
 func TestModulesHoldEveryKernel(t *testing.T) {
@@ -64,7 +67,14 @@ func TestModulesHoldEveryKernel(t *testing.T) {
 		// Spills or arrays in local memory would show as .local.
 		assert.NotContains(t, ptx, ".local", "module %s", mod)
 	}
-	assert.Equal(t, 32, strings.Count(byName["matmul"], "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"))
+	// fx_matmul_tf32: 4×4 mma tiles × 4 k-steps; fx_matmul_tf32_64: 2×4 × 4.
+	assert.Equal(t, 64+32, strings.Count(byName["matmul"], "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"))
+	// fx_matmul_tf32's pipeline: 16-byte and 4-byte cp.async into dynamic
+	// shared memory, two tiles ahead.
+	for _, s := range []string{"cp.async.cg.shared.global", "cp.async.ca.shared.global", "cp.async.commit_group;",
+		"cp.async.wait_group 1;", ".extern .shared .align 16 .b8 smem[];"} {
+		assert.Contains(t, byName["matmul"], s)
+	}
 }
 
 func TestMakefileFlags(t *testing.T) {
@@ -105,10 +115,10 @@ func TestPTXMatchesSource(t *testing.T) {
 	}
 }
 
-// TestEmulator builds and runs emu/mathcheck.cpp and emu/kernelcheck.cpp
-// (see the package comment), the latter under ThreadSanitizer so that a
-// missing barrier fails it. It runs only with FX_KERNELS_EMU=1 and
-// clang++-14 on PATH.
+// TestEmulator builds and runs emu/mathcheck.cpp, emu/kernelcheck.cpp and
+// emu/attncheck.cpp (see the package comment), the latter two under
+// ThreadSanitizer so that a missing barrier fails them. It runs only with
+// FX_KERNELS_EMU=1 and clang++-14 on PATH.
 func TestEmulator(t *testing.T) {
 	if os.Getenv("FX_KERNELS_EMU") != "1" {
 		t.Skip("set FX_KERNELS_EMU=1 to run the kernels on the host emulator")
@@ -133,5 +143,8 @@ func TestEmulator(t *testing.T) {
 	})
 	t.Run("kernelcheck", func(t *testing.T) {
 		run(t, "kernelcheck", []string{"-fsanitize=thread"})
+	})
+	t.Run("attncheck", func(t *testing.T) {
+		run(t, "attncheck", []string{"-fsanitize=thread"})
 	})
 }

@@ -74,7 +74,7 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
   done
   step "torch benchmarks" bench.log "$PY" bench/gpu/torch_gpu_bench.py --run --gpt2 $m --bert $b --out "$OUT/torch.json" \
     --budget "${TORCH_BUDGET:-200}" ${TORCH_COMPILE:+--compile}
-  step "hf golden" bench.log "$PY" bench/gpu/hf_golden.py --out "$OUT/hf_golden.json"
+  [ "${HF_GOLDEN:-1}" = 0 ] || step "hf golden" bench.log "$PY" bench/gpu/hf_golden.py --out "$OUT/hf_golden.json"
   step "table" bench.log bash -c "$PY bench/gpu/table.py '$OUT/fxbench.txt' '$OUT/torch.json' '$OUT/device.txt' >'$OUT/table.md'"
   cat "$OUT/table.md"
 fi

@@ -27,8 +27,9 @@
 // (within 1e-4 relative of the CPU backend on a model's logits); with
 // Options.MatMul TF32 products of more than eight rows run on tensor cores
 // with TF32 operands and FP32 accumulation (within 1e-2). Results are
-// deterministic for a given device and kernel choice: no kernel splits a
-// reduction across blocks or uses atomics.
+// deterministic for a given device and kernel choice: no kernel uses
+// atomics, and a reduction split across blocks (split-K) writes partial
+// sums that one more kernel adds in a fixed order.
 package gpu
 
 import (
@@ -372,14 +373,16 @@ func (t *Timer) Stop() (time.Duration, error) {
 type pool struct {
 	ctx     *cuda.Context
 	gcEvery int64 // bytes newly allocated from the driver between collections
+	gcCount int   // blocks newly allocated from the driver between collections
 
-	mu      sync.Mutex // guards the fields below; cleanups run on their own goroutine
-	free    map[int][]cuda.DevicePtr
-	sinceGC int64
+	mu           sync.Mutex // guards the fields below; cleanups run on their own goroutine
+	free         map[int][]cuda.DevicePtr
+	sinceGC      int64
+	sinceGCCount int
 }
 
 func newPool(ctx *cuda.Context, gcEvery int64) *pool {
-	return &pool{ctx: ctx, gcEvery: max(gcEvery, 1<<30), free: map[int][]cuda.DevicePtr{}}
+	return &pool{ctx: ctx, gcEvery: max(gcEvery, 1<<30), gcCount: 256, free: map[int][]cuda.DevicePtr{}}
 }
 
 // roundSize rounds a request up to 512 bytes, or to 1 MiB above 1 MiB, so
@@ -403,10 +406,14 @@ func (p *pool) get(n int) (*buffer, error) {
 	}
 	collect := false
 	if dp == 0 {
+		// A tensor's Go values are small, so the Go heap alone seldom
+		// triggers a collection: collect after many bytes or many blocks
+		// from the driver, so that dead tensors' blocks come back.
 		p.sinceGC += int64(size)
-		collect = p.sinceGC > p.gcEvery
+		p.sinceGCCount++
+		collect = p.sinceGC > p.gcEvery || p.sinceGCCount > p.gcCount
 		if collect {
-			p.sinceGC = 0
+			p.sinceGC, p.sinceGCCount = 0, 0
 		}
 	}
 	p.mu.Unlock()

@@ -150,6 +150,8 @@ func attentionCases() []parityCase {
 		{2, 5, 9, 2, 128, 0, true},        // the largest fused head
 		{1, 4, 6, 2, 130, 0, false},       // unfused fallback
 		{2, 64, 70, 3, 32, 70 - 64, true}, // causal with cached keys
+		{2, 40, 45, 3, 128, 3, true},      // the tiled kernel's 32-query layout
+		{1, 70, 70, 2, 100, 0, false},     // the same, Dh not a power of two
 	} {
 		qoff := c.tk - c.tq
 		m := mask(c.nb, c.tk, c.pad, c.causal, qoff)

@@ -18,10 +18,19 @@ type kernelSet struct {
 	softmax, softmaxBackward                        cuda.Function
 	gatherRows, copyCols, scatterAddRows, sumAxis   cuda.Function
 	attnScores, attnMix, attention, headResult      cuda.Function
+	attentionTiled                                  cuda.Function
 	attnScoresBackwardDQ, attnScoresBackwardDK      cuda.Function
 	attnMixBackwardDP, attnMixBackwardDV            cuda.Function
-	matmulF32, matmulSkinnyF32, matmulTF32          cuda.Function
+	matmulF32, matmulF32Tile64                      cuda.Function
+	matmulTF32, matmulTF32Tile64                    cuda.Function
+	matmulSkinnyPartial, matmulSplitKReduce         cuda.Function
 	modules                                         []*cuda.Module
+	// matmulTF32Tile128 is whether fx_matmul_tf32 may have its
+	// tf32SharedBytes of dynamic shared memory on this device.
+	matmulTF32Tile128 bool
+	// matmulWorkspace holds MatMul's split-K partial sums (matmul.go,
+	// matmulWorkspace); nil until a product needs one.
+	matmulWorkspace *buffer
 }
 
 // load loads every PTX module and looks up each kernel by name.
@@ -36,14 +45,18 @@ func (k *kernelSet) load(ctx *cuda.Context) error {
 		"fx_gather_rows": &k.gatherRows, "fx_copy_cols": &k.copyCols,
 		"fx_scatter_add_rows": &k.scatterAddRows, "fx_sum_axis": &k.sumAxis,
 		"fx_attn_scores": &k.attnScores, "fx_attn_mix": &k.attnMix, "fx_attention": &k.attention,
+		"fx_attention_tiled":         &k.attentionTiled,
 		"fx_head_result":             &k.headResult,
 		"fx_attn_scores_backward_dq": &k.attnScoresBackwardDQ,
 		"fx_attn_scores_backward_dk": &k.attnScoresBackwardDK,
 		"fx_attn_mix_backward_dp":    &k.attnMixBackwardDP,
 		"fx_attn_mix_backward_dv":    &k.attnMixBackwardDV,
 		"fx_matmul_f32":              &k.matmulF32,
-		"fx_matmul_skinny_f32":       &k.matmulSkinnyF32,
+		"fx_matmul_f32_64":           &k.matmulF32Tile64,
 		"fx_matmul_tf32":             &k.matmulTF32,
+		"fx_matmul_tf32_64":          &k.matmulTF32Tile64,
+		"fx_matmul_skinny_partial":   &k.matmulSkinnyPartial,
+		"fx_matmul_splitk_reduce":    &k.matmulSplitKReduce,
 	}
 	found := map[string]bool{}
 	for _, src := range kernels.Modules() {
@@ -66,6 +79,14 @@ func (k *kernelSet) load(ctx *cuda.Context) error {
 		if !found[name] {
 			return fmt.Errorf("gpu: kernel %s is in no module of package kernels", name)
 		}
+	}
+	// fx_matmul_tf32 needs more dynamic shared memory than the default 48 KB;
+	// where the device cannot give it, MatMul uses fx_matmul_tf32_64.
+	if optin, err := ctx.Device().Attribute(cuda.AttrMaxSharedMemoryPerBlockOptin); err == nil && optin >= tf32SharedBytes {
+		if err := k.matmulTF32.SetMaxDynamicSharedMemory(tf32SharedBytes); err != nil {
+			return err
+		}
+		k.matmulTF32Tile128 = true
 	}
 	return nil
 }
@@ -110,11 +131,17 @@ func (b *Backend) newArgs() argList { return argList{args: &b.args} }
 // launch queues f on the stream with the arguments in a; b.mu is held.
 // After an earlier error it does nothing.
 func (b *Backend) launch(op string, f cuda.Function, grid, block cuda.Dim3, a *argList) {
+	b.launchShared(op, f, grid, block, 0, a)
+}
+
+// launchShared is launch with shared bytes of dynamic shared memory (above
+// 48 KB, once f's limit is raised with SetMaxDynamicSharedMemory).
+func (b *Backend) launchShared(op string, f cuda.Function, grid, block cuda.Dim3, shared int, a *argList) {
 	if b.err != nil {
 		return
 	}
 	b.launches++
-	if err := b.stream.Launch(f, grid, block, 0, a.args, a.n); err != nil {
+	if err := b.stream.Launch(f, grid, block, shared, a.args, a.n); err != nil {
 		b.fail(op, err)
 	}
 }

@@ -275,7 +275,10 @@ const maxFusedHeadDim = 128
 
 // Attention implements engine.Backend with one fused kernel (online
 // softmax; no [Tq, Tk] in memory) for heads of up to 128 values, else with
-// AttnScores, Softmax and AttnMix.
+// AttnScores, Softmax and AttnMix. The fused kernel is fx_attention_tiled
+// (tiles of 64 queries, 32 for heads of more than 64 values) from 16
+// queries on (prefill), fx_attention (4 queries a block) below that
+// (decode steps).
 func (b *Backend) Attention(q, k, v *engine.Tensor, scale float32, mask engine.AttnMask) *engine.Tensor {
 	nb, tq, tk, h, dh := attnDims("Attention", q, k, mask)
 	if !slices.Equal(k.Shape(), v.Shape()) {
@@ -301,7 +304,16 @@ func (b *Backend) Attention(q, k, v *engine.Tensor, scale float32, mask engine.A
 	if nb > 65535 || h > 65535 {
 		panic(fmt.Sprintf("gpu: Attention: %d sequences of %d heads exceed the grid", nb, h))
 	}
-	b.launch("Attention", b.k.attention, dim(ceilDiv(tq, 4), h, nb), dim(128, 1, 1), &a)
+	const tiledMinQueries = 16
+	if tq >= tiledMinQueries {
+		bq := 64
+		if dh > 64 {
+			bq = 32
+		}
+		b.launch("Attention", b.k.attentionTiled, dim(ceilDiv(tq, bq), h, nb), dim(128, 1, 1), &a)
+	} else {
+		b.launch("Attention", b.k.attention, dim(ceilDiv(tq, 4), h, nb), dim(128, 1, 1), &a)
+	}
 	runtime.KeepAlive(keep)
 	return out
 }

@@ -2,13 +2,23 @@
 //
 // fx_cuda.h includes this instead of its device definitions when
 // FX_HOST_EMU is defined. Each GPU thread of a block runs as an OS thread;
-// blocks run one after another (so a kernel's __shared__ arrays, static
-// here, belong to one block at a time). sync_threads is a barrier over the
+// blocks run one after another on the same OS threads, with a barrier
+// between them (so a kernel's __shared__ arrays, static here, belong to one
+// block at a time). sync_threads is a barrier over the
 // block, warp shuffles and mma a barrier over the warp; a barrier that
 // waits more than FX_EMU_TIMEOUT_S seconds (a thread that exited early, or
 // a shuffle not every lane reaches) aborts the test with a message. mma
 // follows the fragment layout of the PTX ISA ("Matrix Fragments for
 // mma.m16n8k8", .tf32), which fx_cuda.h's comment restates.
+//
+// Asynchronous copies (cp.async) are queued per thread when issued and
+// performed, by the thread that issued them, when a fx_cp_async_wait lets
+// their group complete: as late as the hardware may land them, so that a
+// kernel that reads a stage before waiting for it reads stale data, and
+// ThreadSanitizer sees a copy that races with another thread's use of its
+// destination. Dynamic shared memory (FX_DYN_SHARED) is a heap block of
+// exactly the launch's size (fx_emu_launch_shared), filled with NaN bytes
+// before every block, so that reads past it or of bytes no copy wrote show.
 //
 // Build the tests with -ffp-contract=off or with -mfma -ffp-contract=fast to
 // see both roundings clang's CUDA mode may choose.
@@ -17,8 +27,11 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -27,7 +40,7 @@
 #define __device__
 #define __shared__ static
 #define __forceinline__ inline
-#define __launch_bounds__(n)
+#define __launch_bounds__(...)
 #define FX_DEV static inline
 
 #ifndef FX_EMU_TIMEOUT_S
@@ -46,13 +59,19 @@ class FxEmuBarrier {
     count_ = 0;
     gen_ = 0;
   }
-  void wait(const char* what) {
+  // wait blocks until n threads have called it; with timeout false it
+  // waits as long as that takes.
+  void wait(const char* what, bool timeout = true) {
     std::unique_lock<std::mutex> lk(mu_);
     unsigned gen = gen_;
     if (++count_ == n_) {
       count_ = 0;
       gen_++;
       cv_.notify_all();
+      return;
+    }
+    if (!timeout) {
+      cv_.wait(lk, [&] { return gen_ != gen; });
       return;
     }
     if (!cv_.wait_for(lk, std::chrono::seconds(FX_EMU_TIMEOUT_S), [&] { return gen_ != gen; })) {
@@ -68,26 +87,36 @@ class FxEmuBarrier {
   unsigned n_ = 0, count_ = 0, gen_ = 0;
 };
 
+// FxEmuWarp is what the lanes of a warp exchange in shuffles and mma, in
+// two copies: a warp-wide operation writes copy p (the parity of the
+// lane's count of such operations), waits at the warp's barrier and reads
+// copy p. One barrier per operation suffices: a lane writes copy p again
+// two operations later, after every lane has passed the barrier of the
+// operation in between, so after every lane has read it.
 struct FxEmuWarp {
   FxEmuBarrier bar;
-  unsigned long long word[32];
-  unsigned a[32][4], b[32][2];
-  float c[32][4];
+  unsigned long long word[2][32];
+  unsigned a[2][32][4], b[2][32][2];
+  float c[2][32][4];
 };
 
 struct FxEmuState {
-  FxEmuDim grid, block, bid;
-  FxEmuBarrier block_bar;
+  FxEmuDim grid, block;
+  FxEmuBarrier block_bar;   // sync_threads
+  FxEmuBarrier launch_bar;  // between blocks
   std::vector<FxEmuWarp> warps;
+  std::vector<unsigned char> dyn_shared;  // the block's dynamic shared memory
 };
 
 inline FxEmuState fx_emu;
 inline thread_local unsigned fx_emu_tid;
+inline thread_local FxEmuDim fx_emu_bid;
+inline thread_local unsigned fx_emu_wops;  // warp-wide operations of this thread in its block
 
 FX_DEV unsigned tid_x() { return fx_emu_tid; }
-FX_DEV unsigned bid_x() { return fx_emu.bid.x; }
-FX_DEV unsigned bid_y() { return fx_emu.bid.y; }
-FX_DEV unsigned bid_z() { return fx_emu.bid.z; }
+FX_DEV unsigned bid_x() { return fx_emu_bid.x; }
+FX_DEV unsigned bid_y() { return fx_emu_bid.y; }
+FX_DEV unsigned bid_z() { return fx_emu_bid.z; }
 FX_DEV unsigned bdim_x() { return fx_emu.block.x; }
 FX_DEV unsigned gdim_x() { return fx_emu.grid.x; }
 FX_DEV unsigned gdim_y() { return fx_emu.grid.y; }
@@ -98,12 +127,10 @@ static inline FxEmuWarp& fx_emu_warp() { return fx_emu.warps[fx_emu_tid / 32]; }
 
 static inline unsigned long long fx_emu_exchange(unsigned long long v, int src) {
   FxEmuWarp& w = fx_emu_warp();
-  unsigned lane = fx_emu_tid & 31;
-  w.word[lane] = v;
+  unsigned lane = fx_emu_tid & 31, p = fx_emu_wops++ & 1;
+  w.word[p][lane] = v;
   w.bar.wait("shuffle");
-  unsigned long long r = w.word[src & 31];
-  w.bar.wait("shuffle");
-  return r;
+  return w.word[p][src & 31];
 }
 
 FX_DEV float shfl_xor(float v, int m) {
@@ -136,25 +163,24 @@ FX_DEV unsigned fx_tf32(float x) {
 
 FX_DEV void fx_mma_tf32(float c[4], const unsigned a[4], const unsigned b[2]) {
   FxEmuWarp& w = fx_emu_warp();
-  unsigned lane = fx_emu_tid & 31;
-  for (int i = 0; i < 4; i++) w.a[lane][i] = a[i], w.c[lane][i] = c[i];
-  for (int i = 0; i < 2; i++) w.b[lane][i] = b[i];
+  unsigned lane = fx_emu_tid & 31, p = fx_emu_wops++ & 1;
+  for (int i = 0; i < 4; i++) w.a[p][lane][i] = a[i], w.c[p][lane][i] = c[i];
+  for (int i = 0; i < 2; i++) w.b[p][lane][i] = b[i];
   w.bar.wait("mma");
   float A[16][8], B[8][8], C[16][8];
   for (unsigned l = 0; l < 32; l++) {
     unsigned g = l >> 2, t = l & 3;
-    A[g][t] = __builtin_bit_cast(float, w.a[l][0]);
-    A[g + 8][t] = __builtin_bit_cast(float, w.a[l][1]);
-    A[g][t + 4] = __builtin_bit_cast(float, w.a[l][2]);
-    A[g + 8][t + 4] = __builtin_bit_cast(float, w.a[l][3]);
-    B[t][g] = __builtin_bit_cast(float, w.b[l][0]);
-    B[t + 4][g] = __builtin_bit_cast(float, w.b[l][1]);
-    C[g][2 * t] = w.c[l][0];
-    C[g][2 * t + 1] = w.c[l][1];
-    C[g + 8][2 * t] = w.c[l][2];
-    C[g + 8][2 * t + 1] = w.c[l][3];
+    A[g][t] = __builtin_bit_cast(float, w.a[p][l][0]);
+    A[g + 8][t] = __builtin_bit_cast(float, w.a[p][l][1]);
+    A[g][t + 4] = __builtin_bit_cast(float, w.a[p][l][2]);
+    A[g + 8][t + 4] = __builtin_bit_cast(float, w.a[p][l][3]);
+    B[t][g] = __builtin_bit_cast(float, w.b[p][l][0]);
+    B[t + 4][g] = __builtin_bit_cast(float, w.b[p][l][1]);
+    C[g][2 * t] = w.c[p][l][0];
+    C[g][2 * t + 1] = w.c[p][l][1];
+    C[g + 8][2 * t] = w.c[p][l][2];
+    C[g + 8][2 * t + 1] = w.c[p][l][3];
   }
-  w.bar.wait("mma");
   unsigned g = lane >> 2, t = lane & 3;
   const unsigned rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
   for (int i = 0; i < 4; i++) {
@@ -164,33 +190,103 @@ FX_DEV void fx_mma_tf32(float c[4], const unsigned a[4], const unsigned b[2]) {
   }
 }
 
-// fx_emu_launch runs kernel() on every thread of grid×block (block.y and
-// block.z must be 1, as for every fx kernel).
+// FX_DYN_SHARED(T, name): the block's dynamic shared memory as T* name.
+#define FX_DYN_SHARED(T, name) T* const name = (T*)(void*)fx_emu.dyn_shared.data()
+
+// An asynchronous copy: size bytes to dst, the first src_bytes from src and
+// zeros after them.
+struct FxEmuCopy {
+  unsigned char* dst;
+  const unsigned char* src;
+  int size, src_bytes;
+};
+inline thread_local std::vector<FxEmuCopy> fx_emu_cp_open;               // issued, not committed
+inline thread_local std::deque<std::vector<FxEmuCopy>> fx_emu_cp_groups;  // committed, oldest first
+
+static inline void fx_emu_cp_issue(void* dst, const void* src, int size, int src_bytes) {
+  if (((uintptr_t)dst | (uintptr_t)src) % (uintptr_t)size != 0 || src_bytes < 0 || src_bytes > size) {
+    std::fprintf(stderr, "fx_emu: cp.async of %d bytes: dst %p, src %p (%d bytes): misaligned or bad size\n", size,
+                 dst, src, src_bytes);
+    std::abort();
+  }
+  fx_emu_cp_open.push_back(FxEmuCopy{(unsigned char*)dst, (const unsigned char*)src, size, src_bytes});
+}
+FX_DEV void fx_cp_async16(void* dst, const void* src, int src_bytes) { fx_emu_cp_issue(dst, src, 16, src_bytes); }
+FX_DEV void fx_cp_async4(void* dst, const void* src, int src_bytes) { fx_emu_cp_issue(dst, src, 4, src_bytes); }
+FX_DEV void fx_cp_async_commit() {
+  fx_emu_cp_groups.push_back(std::move(fx_emu_cp_open));
+  fx_emu_cp_open.clear();
+}
+template <int N>
+FX_DEV void fx_cp_async_wait() {
+  while (fx_emu_cp_groups.size() > (size_t)N) {
+    for (const FxEmuCopy& c : fx_emu_cp_groups.front()) {
+      if (c.src_bytes > 0) std::memcpy(c.dst, c.src, (size_t)c.src_bytes);
+      std::memset(c.dst + c.src_bytes, 0, (size_t)(c.size - c.src_bytes));
+    }
+    fx_emu_cp_groups.pop_front();
+  }
+}
+
+// fx_emu_cp_check aborts when a thread ends with copies it never waited
+// for (empty groups are fine).
+static inline void fx_emu_cp_check() {
+  size_t n = fx_emu_cp_open.size();
+  for (const auto& g : fx_emu_cp_groups) n += g.size();
+  if (n) {
+    std::fprintf(stderr, "fx_emu: thread %u exited with %zu cp.async copies not waited for\n", fx_emu_tid, n);
+    std::abort();
+  }
+  fx_emu_cp_groups.clear();
+}
+
+// fx_emu_launch_shared runs kernel() on every thread of grid×block (block.y
+// and block.z must be 1, as for every fx kernel) with shared bytes of
+// dynamic shared memory.
 template <typename F>
-void fx_emu_launch(FxEmuDim grid, FxEmuDim block, F kernel) {
+void fx_emu_launch_shared(FxEmuDim grid, FxEmuDim block, size_t shared, F kernel) {
   if (block.y != 1 || block.z != 1 || block.x % 32 != 0) {
     std::fprintf(stderr, "fx_emu: block must be [32k, 1, 1]\n");
     std::abort();
   }
   fx_emu.grid = grid;
   fx_emu.block = block;
+  std::vector<unsigned char> dyn(shared);
+  fx_emu.dyn_shared.swap(dyn);
   std::vector<FxEmuWarp> warps(block.x / 32);
   fx_emu.warps.swap(warps);
   for (FxEmuWarp& w : fx_emu.warps) w.bar.reset(32);
-  for (unsigned z = 0; z < grid.z; z++)
-    for (unsigned y = 0; y < grid.y; y++)
-      for (unsigned x = 0; x < grid.x; x++) {
-        fx_emu.bid = FxEmuDim{x, y, z};
-        fx_emu.block_bar.reset(block.x);
-        std::vector<std::thread> threads;
-        threads.reserve(block.x);
-        for (unsigned t = 0; t < block.x; t++)
-          threads.emplace_back([t, &kernel] {
-            fx_emu_tid = t;
+  fx_emu.block_bar.reset(block.x);
+  fx_emu.launch_bar.reset(block.x);
+  // One OS thread per thread of a block, for every block in turn: starting
+  // threads costs far more than the barriers between blocks.
+  std::vector<std::thread> threads;
+  threads.reserve(block.x);
+  for (unsigned t = 0; t < block.x; t++)
+    threads.emplace_back([t, grid, &kernel] {
+      fx_emu_tid = t;
+      for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+          for (unsigned x = 0; x < grid.x; x++) {
+            fx_emu_bid = FxEmuDim{x, y, z};
+            fx_emu_wops = 0;
+            fx_emu.launch_bar.wait("block start", false);  // every thread is done with the last block
+            if (!fx_emu.dyn_shared.empty()) {
+              if (t == 0) std::memset(fx_emu.dyn_shared.data(), 0xff, fx_emu.dyn_shared.size());
+              fx_emu.launch_bar.wait("block start", false);  // the new block's dynamic shared memory is NaN
+            }
             kernel();
-          });
-        for (std::thread& th : threads) th.join();
-      }
+            fx_emu_cp_check();
+          }
+    });
+  for (std::thread& th : threads) th.join();
+}
+
+// fx_emu_launch runs kernel() on every thread of grid×block, without
+// dynamic shared memory.
+template <typename F>
+void fx_emu_launch(FxEmuDim grid, FxEmuDim block, F kernel) {
+  fx_emu_launch_shared(grid, block, 0, kernel);
 }
 
 #endif  // FX_EMU_H

@@ -5,7 +5,7 @@
 // loops wrap, masks, non-finite values where they must not spread).
 //
 //   clang++-14 -std=c++17 -O1 -DFX_HOST_EMU -I kernels -x c++ kernels/emu/kernelcheck.cpp -pthread -o /tmp/kernelcheck
-//   /tmp/kernelcheck [elementwise|rows|copy|attention|matmul]
+//   /tmp/kernelcheck [elementwise|rows|copy|attention|matmul|matmul-kernels|matmul-dispatch]
 //
 // Build it with -fsanitize=thread to find races on shared memory: every GPU
 // thread is an OS thread and barriers and shuffles synchronise through a
@@ -21,8 +21,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -81,7 +84,7 @@ static void check(const std::string& name, const VF& got, const std::vector<LD>&
       bad++;
     }
   }
-  printf("%-44s %s  max err %.3g (at %zu) over %zu\n", name.c_str(), bad ? "FAIL" : "ok  ", worst, at,
+  printf("%-60s %s  max err %.3g (at %zu) over %zu\n", name.c_str(), bad ? "FAIL" : "ok  ", worst, at,
          want.size());
   if (bad) failures++;
 }
@@ -569,94 +572,336 @@ static void test_attention() {
 
 static float tf32_round(float x) { return __builtin_bit_cast(float, fx_tf32(x)); }
 
-static void test_matmul() {
+// mm_ref is the product x·W + bias in long double: want, want32 (of the
+// TF32-rounded inputs) and the error scale sc = Σ|x·W| + |bias| + tiny.
+struct MMRef {
+  std::vector<LD> want, want32, sc;
+};
+
+static MMRef mm_ref(const float* x, const float* w, const float* bias, int M, int N, int K, int transW) {
+  MMRef r;
+  r.want.resize((size_t)M * N), r.want32.resize((size_t)M * N), r.sc.resize((size_t)M * N);
+  for (int m = 0; m < M; m++)
+    for (int n = 0; n < N; n++) {
+      LD acc = 0, sa = 0, acc32 = 0;
+      for (int k = 0; k < K; k++) {
+        float xv = x[(size_t)m * K + k], wv = transW ? w[(size_t)n * K + k] : w[(size_t)k * N + n];
+        LD t = (LD)xv * wv;
+        acc += t, sa += fabsl(t);
+        acc32 += (LD)tf32_round(xv) * tf32_round(wv);
+      }
+      LD bv = bias ? bias[n] : 0;
+      size_t i = (size_t)m * N + n;
+      r.want[i] = acc + bv, r.want32[i] = acc32 + bv, r.sc[i] = sa + fabsl(bv) + 1e-30L;
+    }
+  return r;
+}
+
+// The plans of engine/gpu/matmul.go (planMatMul, splitK), restated: the
+// dispatch checks below launch exactly what MatMul launches.
+enum MMKernel { MM_SKINNY, MM_F32, MM_F32_64, MM_TF32, MM_TF32_64 };
+static const char* mm_kernel_name[] = {"skinny", "f32", "f32_64", "tf32", "tf32_64"};
+
+struct MMPlan {
+  MMKernel kernel;
+  FxEmuDim grid, block;
+  size_t shared;
+  int kchunk, splits;
+  bool partial;
+};
+
+static int cdiv(int a, int b) { return (a + b - 1) / b; }
+
+static void split_k(int k, int want, int g, int kmin, int max_splits, int* kchunk, int* splits) {
+  *kchunk = k, *splits = 1;
+  if (want <= 1 || k <= kmin) return;
+  int c = std::max({k / want / g * g, kmin, cdiv(cdiv(k, max_splits), g) * g});
+  if (c >= k) return;
+  *kchunk = c, *splits = cdiv(k, c);
+}
+
+static MMPlan plan_matmul(int m, int n, int k, int transW, bool tf32, int sms, bool tile128) {
+  sms = std::max(sms, 1);
+  MMPlan p{};
+  if (m <= 8) {
+    int cols = transW ? 32 : 128, g = transW ? 128 : 8, kmin = transW ? 128 : 64;
+    int cb = cdiv(n, cols);
+    split_k(k, cdiv(2 * sms, cb), g, kmin, 65535, &p.kchunk, &p.splits);
+    p.kernel = MM_SKINNY, p.grid = D3(cb, p.splits), p.block = D3(256), p.partial = true;
+    return p;
+  }
+  int bx128 = cdiv(n, 128), by128 = cdiv(m, 128), bx64 = cdiv(n, 64), by64 = cdiv(m, 64);
+  auto tiled = [&](MMKernel kern, int bx, int by, int threads, size_t shared, int want, int g) {
+    split_k(k, want, g, 64, 64, &p.kchunk, &p.splits);
+    p.kernel = kern, p.grid = D3(bx, by, p.splits), p.block = D3(threads), p.shared = shared;
+    p.partial = p.splits > 1;
+    return p;
+  };
+  if (tf32) {
+    if (tile128) return tiled(MM_TF32, bx128, by128, 256, FX_MATMUL_TF32_SHARED, cdiv(sms, bx128 * by128), 32);
+    return tiled(MM_TF32_64, bx64, by64, 128, 0, cdiv(2 * sms, bx64 * by64), 32);
+  }
+  if (bx128 * by128 >= sms) {
+    p.kernel = MM_F32, p.grid = D3(bx128, by128), p.block = D3(256), p.kchunk = k, p.splits = 1;
+    return p;
+  }
+  return tiled(MM_F32_64, bx64, by64, 128, 0, cdiv(2 * sms, bx64 * by64), 16);
+}
+
+// mm_run launches plan p as MatMul does: the kernel into y, or into a
+// NaN-filled workspace (an unwritten partial sum shows) that
+// fx_matmul_splitk_reduce adds into y with the bias. The reduction's grid
+// is MatMul's (grid-stride, one thread per output) capped at reduce_grid
+// blocks, 4 by default: a grid-stride loop does the same work on any grid,
+// and the emulator pays for every block.
+static void mm_run(const MMPlan& p, float* y, const float* x, const float* w, const float* bias, int M, int N, int K,
+                   int transW, unsigned reduce_grid = 4) {
+  bool reduce = p.partial && (p.splits > 1 || bias);
+  VF ws;
+  float* dst = y;
+  const float* kbias = p.partial ? nullptr : bias;
+  if (reduce) {
+    ws.assign((size_t)p.splits * M * N, NAN);
+    dst = ws.data();
+  }
+  int kc = p.kchunk;
+  switch (p.kernel) {
+    case MM_SKINNY:
+      fx_emu_launch(p.grid, p.block, [&] { fx_matmul_skinny_partial(dst, x, w, M, N, K, transW, kc); });
+      break;
+    case MM_F32:
+      fx_emu_launch(p.grid, p.block, [&] { fx_matmul_f32(dst, x, w, kbias, M, N, K, transW); });
+      break;
+    case MM_F32_64:
+      fx_emu_launch(p.grid, p.block, [&] { fx_matmul_f32_64(dst, x, w, kbias, M, N, K, transW, kc); });
+      break;
+    case MM_TF32:
+      fx_emu_launch_shared(p.grid, p.block, p.shared, [&] { fx_matmul_tf32(dst, x, w, kbias, M, N, K, transW, kc); });
+      break;
+    case MM_TF32_64:
+      fx_emu_launch(p.grid, p.block, [&] { fx_matmul_tf32_64(dst, x, w, kbias, M, N, K, transW, kc); });
+      break;
+  }
+  if (reduce) {
+    unsigned g = std::min(reduce_grid, grid1((size_t)M * N));
+    fx_emu_launch(D3(g), D3(256), [&] { fx_matmul_splitk_reduce(y, dst, bias, M, N, p.splits); });
+  }
+}
+
+// mm_cost estimates the emulator's work for plan p (thread starts, barrier
+// and shuffle rounds, weighted by the threads they wake), to keep the
+// dispatch checks affordable.
+static double mm_cost(const MMPlan& p, int M, int N, int K, int transW) {
+  double blocks = (double)p.grid.x * p.grid.y * p.grid.z, th = p.block.x;
+  int kc = p.kchunk;
+  switch (p.kernel) {
+    case MM_SKINNY:
+      return blocks * th * 2;
+    case MM_F32:
+      return blocks * th * (1 + 2.0 * cdiv(kc, 8));
+    case MM_F32_64:
+      return blocks * th * (1 + 2.0 * cdiv(kc, 16));
+    case MM_TF32:
+      return blocks * th * (1 + cdiv(kc, 32) * (1 + 64.0));
+    case MM_TF32_64:
+      return blocks * th * (1 + cdiv(kc, 32) * (2 + 32.0));
+  }
+  return 0;
+}
+
+static std::string mm_tag(int M, int N, int K, int transW, bool bias) {
+  char tag[96];
+  snprintf(tag, sizeof tag, " %dx%dx%d transW=%d bias=%d", M, N, K, transW, (int)bias);
+  return tag;
+}
+
+// mm_check_plan runs p on fresh inputs and checks it: FP32 kernels against
+// the exact product (3e-7·(2 + K/64) of Σ|x·W|: float32 rounding of the
+// running sums, with or without fused multiply-adds, and of the split-K
+// and bias additions; one product of K missing or doubled would be ~1/K),
+// TF32 ones against the product of the TF32-rounded inputs (as tight: the
+// fragment layouts) and the exact one (2e-3). xoff/woff shift x and w off
+// 16-byte alignment.
+static void mm_check_plan(const std::string& what, const MMPlan& p, int M, int N, int K, int transW, bool withBias,
+                          int xoff = 0, int woff = 0, unsigned reduce_grid = 4) {
+  VF xs = randv((size_t)M * K + xoff), ws = randv((size_t)K * N + woff), bias = randv(N);
+  const float* x = xs.data() + xoff;
+  const float* w = ws.data() + woff;
+  const float* bp = withBias ? bias.data() : nullptr;
+  MMRef r = mm_ref(x, w, bp, M, N, K, transW);
+  VF y((size_t)M * N, NAN);
+  auto t0 = std::chrono::steady_clock::now();
+  mm_run(p, y.data(), x, w, bp, M, N, K, transW, reduce_grid);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  char info[200];
+  snprintf(info, sizeof info, "%s%s %s kchunk=%d splits=%d%s%s [%.0f ms, cost %.2g]", what.c_str(),
+           mm_tag(M, N, K, transW, withBias).c_str(), mm_kernel_name[p.kernel], p.kchunk, p.splits, xoff ? " x+1" : "",
+           woff ? " w+1" : "", ms, mm_cost(p, M, N, K, transW));
+  double tol = 3e-7 * (2 + K / 64.0);
+  if (p.kernel == MM_TF32 || p.kernel == MM_TF32_64) {
+    check(std::string(info) + " (vs tf32 inputs)", y, r.want32, tol, &r.sc);
+    check(std::string(info) + " (vs exact)", y, r.want, 2e-3, &r.sc);
+  } else {
+    check(info, y, r.want, tol, &r.sc);
+  }
+}
+
+// mm_explicit returns a plan for kernel kern with a given kchunk (<= 0: one
+// split), the geometry as planMatMul builds it.
+static MMPlan mm_explicit(MMKernel kern, int M, int N, int K, int transW, int kchunk) {
+  MMPlan p{};
+  p.kernel = kern;
+  p.kchunk = kchunk > 0 && kchunk < K ? kchunk : K;
+  p.splits = cdiv(K, p.kchunk);
+  switch (kern) {
+    case MM_SKINNY:
+      p.grid = D3(cdiv(N, transW ? 32 : 128), p.splits), p.block = D3(256), p.partial = true;
+      break;
+    case MM_F32:
+      p.grid = D3(cdiv(N, 128), cdiv(M, 128)), p.block = D3(256), p.kchunk = K, p.splits = 1;
+      break;
+    case MM_F32_64:
+    case MM_TF32_64:
+      p.grid = D3(cdiv(N, 64), cdiv(M, 64), p.splits), p.block = D3(128), p.partial = p.splits > 1;
+      break;
+    case MM_TF32:
+      p.grid = D3(cdiv(N, 128), cdiv(M, 128), p.splits), p.block = D3(256), p.shared = FX_MATMUL_TF32_SHARED;
+      p.partial = p.splits > 1;
+      break;
+  }
+  return p;
+}
+
+static void test_matmul_kernels() {
+  // 1. Every kernel on its own, on shapes that are not multiples of the
+  //    tiles, with chunks that do not divide K (or exceed it), with and
+  //    without bias.
   struct MM {
     int M, N, K;
   };
-  std::vector<MM> shapes = {{1, 1, 1},     {7, 5, 3},    {128, 128, 8},  {129, 130, 9},
-                            {200, 257, 33}, {64, 64, 64}, {65, 63, 100}, {3, 300, 31}};
-  for (const MM& sh : shapes)
-    for (int transW = 0; transW < 2; transW++)
-      for (int withBias = 0; withBias < 2; withBias++) {
-        int M = sh.M, N = sh.N, K = sh.K;
-        VF x = randv((size_t)M * K), w = randv((size_t)K * N), bias = randv(N);
-        const float* bp = withBias ? bias.data() : nullptr;
-        auto W = [&](int k, int n) { return transW ? w[(size_t)n * K + k] : w[(size_t)k * N + n]; };
-        std::vector<LD> want((size_t)M * N), sc((size_t)M * N), want32((size_t)M * N);
-        for (int m = 0; m < M; m++)
-          for (int n = 0; n < N; n++) {
-            LD acc = 0, sa = 0, acc32 = 0;
-            for (int k = 0; k < K; k++) {
-              LD t = (LD)x[(size_t)m * K + k] * W(k, n);
-              acc += t, sa += fabsl(t);
-              acc32 += (LD)tf32_round(x[(size_t)m * K + k]) * tf32_round(W(k, n));
-            }
-            LD bv = withBias ? bias[n] : 0;
-            want[(size_t)m * N + n] = acc + bv;
-            want32[(size_t)m * N + n] = acc32 + bv;
-            sc[(size_t)m * N + n] = sa + fabsl(bv) + 1e-30L;
-          }
-        char tag[96];
-        snprintf(tag, sizeof tag, " %dx%dx%d transW=%d bias=%d", M, N, K, transW, withBias);
-        VF y((size_t)M * N, 7.0f);
-        fx_emu_launch(D3((N + 127) / 128, (M + 127) / 128), D3(256),
-                      [&] { fx_matmul_f32(y.data(), x.data(), w.data(), bp, M, N, K, transW); });
-        check(std::string("fx_matmul_f32") + tag, y, want, 2e-7 * (1 + K / 64.0), &sc);
-        VF yt((size_t)M * N, 7.0f);
-        fx_emu_launch(D3((N + 63) / 64, (M + 63) / 64), D3(128),
-                      [&] { fx_matmul_tf32(yt.data(), x.data(), w.data(), bp, M, N, K, transW); });
-        // Against the product of the TF32-rounded inputs (tight: checks the
-        // fragment layouts), and against the exact product (loose).
-        check(std::string("fx_matmul_tf32 (vs tf32 inputs)") + tag, yt, want32, 2e-7 * (1 + K / 64.0), &sc);
-        check(std::string("fx_matmul_tf32 (vs exact)") + tag, yt, want, 2e-3, &sc);
-        if (M <= 8) {
-          VF ys((size_t)M * N + 16, 7.0f);  // rows past M must stay untouched
-          if (!transW)
-            fx_emu_launch(D3((N + 255) / 256), D3(256),
-                          [&] { fx_matmul_skinny_f32(ys.data(), x.data(), w.data(), bp, M, N, K, transW); });
-          else
-            fx_emu_launch(D3((N + 7) / 8), D3(256),
-                          [&] { fx_matmul_skinny_f32(ys.data(), x.data(), w.data(), bp, M, N, K, transW); });
-          bool tail = true;
-          for (size_t i = (size_t)M * N; i < ys.size(); i++) tail &= ys[i] == 7.0f;
-          if (!tail) {
-            printf("    fx_matmul_skinny_f32%s wrote past row M\n", tag);
-            failures++;
-          }
-          ys.resize((size_t)M * N);
-          check(std::string("fx_matmul_skinny_f32") + tag, ys, want, 2e-7 * (1 + K / 64.0), &sc);
+  int parity = 0;
+  for (MM sh : std::vector<MM>{{1, 1, 1}, {7, 5, 3}, {129, 130, 9}, {65, 63, 100}, {3, 300, 31}, {200, 257, 33}})
+    for (int transW = 0; transW < 2; transW++) {
+      int M = sh.M, N = sh.N, K = sh.K;
+      for (int withBias = 0; withBias < 2; withBias++)
+        mm_check_plan("kernel", mm_explicit(MM_F32, M, N, K, transW, 0), M, N, K, transW, withBias);
+      // One split, and chunks of whole k-tiles and not (16 + 24 or 32 + 16),
+      // reduced with the bias.
+      const int kc64[] = {0, 16, 40}, kctc[] = {0, 32, 48};
+      for (int i = 0; i < 3; i++) {
+        if (i && kctc[i] >= K) continue;
+        bool bias = (parity++ & 1) != 0;
+        mm_check_plan("kernel", mm_explicit(MM_F32_64, M, N, K, transW, kc64[i]), M, N, K, transW, bias);
+        if (M * N <= 130 * 130 && K <= 64) {  // the emulator's mma is slow
+          mm_check_plan("kernel", mm_explicit(MM_TF32_64, M, N, K, transW, kctc[i]), M, N, K, transW, !bias);
+          mm_check_plan("kernel", mm_explicit(MM_TF32, M, N, K, transW, kctc[i]), M, N, K, transW, bias);
         }
       }
-  // Skinny with every M up to 8.
+    }
+  // The TF32 128×128 kernel's 4-byte cp.async path (x or w misaligned, N
+  // or K odd), and a K of more tiles than stages, split and not.
+  for (int transW = 0; transW < 2; transW++) {
+    mm_check_plan("kernel", mm_explicit(MM_TF32, 130, 129, 20, transW, 0), 130, 129, 20, transW, true, 1, 0);
+    mm_check_plan("kernel", mm_explicit(MM_TF32, 130, 129, 20, transW, 0), 130, 129, 20, transW, false, 0, 1);
+    mm_check_plan("kernel", mm_explicit(MM_TF32, 33, 131, 37, transW, 0), 33, 131, 37, transW, false);
+    mm_check_plan("kernel", mm_explicit(MM_TF32, 40, 136, 200, transW, 64), 40, 136, 200, transW, true);
+    mm_check_plan("kernel", mm_explicit(MM_TF32, 17, 24, 260, transW, 0), 17, 24, 260, transW, true);
+    // K % 4 == 0 but chunks that end off a multiple of 4: 4-byte copies.
+    mm_check_plan("kernel", mm_explicit(MM_TF32, 9, 40, 68, transW, 34), 9, 40, 68, transW, false);
+  }
+  // The skinny kernel: every M, vector and 4-byte paths (N % 4, K % 4,
+  // misaligned x or w, chunks not multiples of 4), chunks of all sizes.
   for (int M = 1; M <= 8; M++)
     for (int transW = 0; transW < 2; transW++) {
       int N = 70, K = 45;
-      VF x = randv((size_t)M * K), w = randv((size_t)K * N);
-      std::vector<LD> want((size_t)M * N), sc((size_t)M * N);
-      for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-          LD acc = 0, sa = 0;
-          for (int k = 0; k < K; k++) {
-            LD t = (LD)x[(size_t)m * K + k] * (transW ? w[(size_t)n * K + k] : w[(size_t)k * N + n]);
-            acc += t, sa += fabsl(t);
-          }
-          want[(size_t)m * N + n] = acc, sc[(size_t)m * N + n] = sa;
-        }
-      VF ys((size_t)M * N);
-      FxEmuDim g = transW ? D3((N + 7) / 8) : D3((N + 255) / 256);
-      fx_emu_launch(g, D3(256), [&] { fx_matmul_skinny_f32(ys.data(), x.data(), w.data(), nullptr, M, N, K, transW); });
-      check("fx_matmul_skinny_f32 M=" + std::to_string(M) + " transW=" + std::to_string(transW), ys, want, 2e-7, &sc);
+      for (int kc : {0, 8, 13, 20, 100})
+        mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, N, K, transW, kc), M, N, K, transW, (M + kc) & 1);
+      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 72, 264, transW, 128), M, 72, 264, transW, true);
+      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 72, 264, transW, 0), M, 72, 264, transW, false);
+      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 72, 264, transW, 40), M, 72, 264, transW, true, 1, 0);
+      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 72, 264, transW, 40), M, 72, 264, transW, true, 0, 1);
+      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 133, 77, transW, 36), M, 133, 77, transW, false);
+      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 36, 264, transW, 18), M, 36, 264, transW, M & 1);  // K % 4 == 0, chunks not
     }
+  // The reduction on MatMul's grid, and on a grid smaller than the work
+  // (the grid-stride loop wraps).
+  mm_check_plan("reduce grid as MatMul's", mm_explicit(MM_F32_64, 65, 70, 100, 0, 32), 65, 70, 100, 0, true, 0, 0,
+                65535);
+  mm_check_plan("reduce grid 1", mm_explicit(MM_SKINNY, 5, 769, 300, 1, 128), 5, 769, 300, 1, true, 0, 0, 1);
+
+}
+
+static void test_matmul_dispatch() {
+  struct MM {
+    int M, N, K;
+  };
+  // 2. Dispatch: planMatMul's choice, launched as MatMul launches it, for
+  //    every M of the edge list below, both layouts, both precisions, with
+  //    four (N, K) of the edge lists each, rotated so that every N and K
+  //    meets every M over the layouts, on an H100/H200's 132 SMs where the
+  //    emulator can afford it, else on fewer (which also reaches the
+  //    128×128 FP32 kernel at these sizes). Products too large for the
+  //    emulator on any of those (M > 8 with N and K >= 768) are left to
+  //    engine/gpu's TestMatMulEdgesOnDevice, on a GPU.
+  const int Ms[] = {1, 2, 5, 8, 9, 17, 64, 65, 127, 129}, Ns[] = {1, 7, 768, 769}, Ks[] = {1, 5, 768, 3072};
+  const double budget = 6e4;  // about a second of the emulator's time
+  int run = 0, skipped = 0;
+  std::map<std::string, int> paths;
+  auto check_path = [&](int sms, const MMPlan& p, int M, int N, int K, int transW, bool bias) {
+    mm_check_plan("plan sms=" + std::to_string(sms), p, M, N, K, transW, bias);
+    paths[std::string(mm_kernel_name[p.kernel]) + (p.splits > 1 ? " split" : "")]++;
+    run++;
+  };
+  for (int tf32 = 0; tf32 < 2; tf32++)
+    for (int mi = 0; mi < 10; mi++)
+      for (int transW = 0; transW < 2; transW++)
+        for (int i = 0; i < 4; i++) {
+          int M = Ms[mi], N = Ns[(i + mi) % 4], K = Ks[(i + 2 * transW + mi / 4) % 4];
+          if (tf32 && M <= 8) continue;  // the skinny FP32 kernel either way
+          bool done = false;
+          for (int sms : {132, 16, 4, 1}) {
+            MMPlan p = plan_matmul(M, N, K, transW, tf32, sms, true);
+            if (mm_cost(p, M, N, K, transW) > budget) continue;
+            bool bias = ((M + N + K + transW) & 1) != 0;
+            check_path(sms, p, M, N, K, transW, bias);
+            if (p.kernel == MM_SKINNY && p.splits == 1)  // the direct write without a bias, and the reduction with one
+              check_path(sms, p, M, N, K, transW, !bias);
+            done = true;
+            break;
+          }
+          if (!done) {
+            printf("plan %s%s: skipped (too large for the emulator)\n", tf32 ? "tf32" : "fp32",
+                   mm_tag(M, N, K, transW, false).c_str());
+            skipped++;
+          }
+        }
+  // Paths the edge lists reach only at sizes too large for the emulator:
+  // the 128×128 FP32 kernel, and the TF32 one with split-K.
+  for (int transW = 0; transW < 2; transW++) {
+    check_path(4, plan_matmul(129, 769, 33, transW, false, 4, true), 129, 769, 33, transW, true);
+    check_path(2, plan_matmul(65, 300, 20, transW, false, 2, true), 65, 300, 20, transW, false);
+    check_path(132, plan_matmul(9, 7, 200, transW, true, 132, true), 9, 7, 200, transW, transW);
+  }
+  // The TF32 64×64 fallback (a device without fx_matmul_tf32's shared
+  // memory).
+  for (MM sh : std::vector<MM>{{9, 7, 768}, {65, 769, 5}, {129, 130, 100}, {17, 1, 1000}})
+    for (int transW = 0; transW < 2; transW++)
+      check_path(132, plan_matmul(sh.M, sh.N, sh.K, transW, true, 132, false), sh.M, sh.N, sh.K, transW, transW);
+  printf("matmul dispatch: %d shapes, %d skipped;", run, skipped);
+  for (auto& kv : paths) printf(" %s: %d,", kv.first.c_str(), kv.second);
+  printf("\n");
 }
 
 int main(int argc, char** argv) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows as it goes
   std::string only = argc > 1 ? argv[1] : "";
   auto want = [&](const char* s) { return only.empty() || only == s; };
   if (want("elementwise")) test_elementwise();
   if (want("rows")) test_rows();
   if (want("copy")) test_copy();
   if (want("attention")) test_attention();
-  if (want("matmul")) test_matmul();
+  if (want("matmul") || want("matmul-kernels")) test_matmul_kernels();
+  if (want("matmul") || want("matmul-dispatch")) test_matmul_dispatch();
   printf(failures ? "FAIL: %d checks\n" : "all checks passed\n", failures);
   return failures ? 1 : 0;
 }
