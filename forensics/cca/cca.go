@@ -158,13 +158,24 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 	}
 	res.Cost.Backward++
 	T := len(p.Tokens)
+	// Each hook's activation and gradient in host memory, copied once per
+	// hook (a device backend's ToHost copies; thousands of candidates
+	// share a hook).
+	acts, grads := map[string][]float32{}, map[string][]float32{}
+	for _, h := range hooks {
+		a, gr := g.Acts[h], g.Grads[h]
+		if a == nil || gr == nil {
+			return nil, fmt.Errorf("cca: attribution: no gradient for %s", h)
+		}
+		acts[h], grads[h] = m.Backend.ToHost(a), m.Backend.ToHost(gr)
+	}
 	for i := range cands {
 		c := &cands[i]
-		a, gr := g.Acts[c.Site.Hook], g.Grads[c.Site.Hook]
+		a, gr := acts[c.Site.Hook], grads[c.Site.Hook]
 		if a == nil || gr == nil {
 			return nil, fmt.Errorf("cca: attribution: no gradient for %s", c.Site.Hook)
 		}
-		c.Attribution, c.Abs = attribute(m, *c, m.Backend.ToHost(a), m.Backend.ToHost(gr), sources[c.Site.Hook], T)
+		c.Attribution, c.Abs = attribute(m, *c, a, gr, sources[c.Site.Hook], T)
 		res.CandidateActivations += siteSize(m, *c) * T
 	}
 	res.Candidates = len(cands)
