@@ -265,23 +265,3 @@ func host(op string, t *engine.Tensor) []float32 {
 	}
 	return h
 }
-
-// lastDim returns the last dimension of shape and the product of the others;
-// a scalar is one row of one element.
-func lastDim(shape []int) (rows, d int) {
-	if len(shape) == 0 {
-		return 1, 1
-	}
-	d = shape[len(shape)-1]
-	return engine.NumElements(shape[:len(shape)-1]), d
-}
-
-// withLast returns a copy of shape with its last dimension replaced by d.
-func withLast(shape []int, d int) []int {
-	s := append([]int(nil), shape...)
-	if len(s) == 0 {
-		return []int{d}
-	}
-	s[len(s)-1] = d
-	return s
-}

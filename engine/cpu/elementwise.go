@@ -13,7 +13,7 @@ import (
 // The mean and variance are computed in float64 in two passes.
 func (b *Backend) LayerNorm(x, gamma, beta *engine.Tensor, eps float32) *engine.Tensor {
 	xd, gd, bd := host("LayerNorm", x), host("LayerNorm", gamma), host("LayerNorm", beta)
-	rows, d := lastDim(x.Shape())
+	rows, d := engine.SplitLast(x.Shape())
 	if gamma.Len() != d || beta.Len() != d {
 		panic(fmt.Sprintf("cpu: LayerNorm: x %v, gamma %v, beta %v", x, gamma, beta))
 	}
@@ -40,8 +40,8 @@ func (b *Backend) LayerNorm(x, gamma, beta *engine.Tensor, eps float32) *engine.
 // shaped as x with the last dimension 1.
 func (b *Backend) LayerNormScale(x *engine.Tensor, eps float32) *engine.Tensor {
 	xd := host("LayerNormScale", x)
-	rows, d := lastDim(x.Shape())
-	out := output(withLast(x.Shape(), 1)...)
+	rows, d := engine.SplitLast(x.Shape())
+	out := output(engine.WithLast(x.Shape(), 1)...)
 	od := out.Host()
 	b.parallel(rows, 2*d, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -187,7 +187,7 @@ func (b *Backend) Add(x, y *engine.Tensor) *engine.Tensor {
 // zeros.
 func (b *Backend) Softmax(x *engine.Tensor) *engine.Tensor {
 	xd := host("Softmax", x)
-	rows, d := lastDim(x.Shape())
+	rows, d := engine.SplitLast(x.Shape())
 	out := output(x.Shape()...)
 	od := out.Host()
 	b.parallel(rows, 16*d, func(lo, hi int) {

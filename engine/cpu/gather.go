@@ -29,7 +29,7 @@ func (b *Backend) Embedding(table *engine.Tensor, ids []int32) *engine.Tensor {
 // [len(idx), D].
 func (b *Backend) Rows(x *engine.Tensor, idx []int) *engine.Tensor {
 	xd := host("Rows", x)
-	r, d := lastDim(x.Shape())
+	r, d := engine.SplitLast(x.Shape())
 	out := output(len(idx), d)
 	od := out.Host()
 	for i, j := range idx {
@@ -44,12 +44,12 @@ func (b *Backend) Rows(x *engine.Tensor, idx []int) *engine.Tensor {
 // SliceLast returns the columns [from, to) of the last dimension.
 func (b *Backend) SliceLast(x *engine.Tensor, from, to int) *engine.Tensor {
 	xd := host("SliceLast", x)
-	r, d := lastDim(x.Shape())
+	r, d := engine.SplitLast(x.Shape())
 	if x.Rank() == 0 || from < 0 || to < from || to > d {
 		panic(fmt.Sprintf("cpu: SliceLast: [%d, %d) of %v", from, to, x))
 	}
 	w := to - from
-	out := output(withLast(x.Shape(), w)...)
+	out := output(engine.WithLast(x.Shape(), w)...)
 	od := out.Host()
 	for i := range r {
 		copy(od[i*w:(i+1)*w], xd[i*d+from:i*d+to])

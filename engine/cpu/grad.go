@@ -50,7 +50,7 @@ func sameShape(op string, a, b *engine.Tensor, an, bn string) {
 // dx = rstd·(g - mean(g) - x̂·mean(g·x̂)), in float64.
 func (b *Backend) LayerNormBackward(x, gamma, dy *engine.Tensor, eps float32) *engine.Tensor {
 	xd, gd, dyd := host("LayerNormBackward", x), host("LayerNormBackward", gamma), host("LayerNormBackward", dy)
-	rows, d := lastDim(x.Shape())
+	rows, d := engine.SplitLast(x.Shape())
 	if gamma.Len() != d {
 		panic(fmt.Sprintf("cpu: LayerNormBackward: x %v, gamma %v", x, gamma))
 	}
@@ -136,7 +136,7 @@ func (b *Backend) gradBinary(op string, a, dy *engine.Tensor, an string, cost in
 func (b *Backend) SoftmaxBackward(y, dy *engine.Tensor) *engine.Tensor {
 	yd, dyd := host("SoftmaxBackward", y), host("SoftmaxBackward", dy)
 	sameShape("SoftmaxBackward", y, dy, "y", "dy")
-	rows, d := lastDim(y.Shape())
+	rows, d := engine.SplitLast(y.Shape())
 	out := output(y.Shape()...)
 	od := out.Host()
 	if d == 0 {
@@ -335,7 +335,7 @@ func (b *Backend) ScatterRows(x *engine.Tensor, idx []int, rows int) *engine.Ten
 	if x.Rank() == 0 {
 		panic(fmt.Sprintf("cpu: ScatterRows: x %v has no rows", x))
 	}
-	n, d := lastDim(x.Shape())
+	n, d := engine.SplitLast(x.Shape())
 	if n != len(idx) {
 		panic(fmt.Sprintf("cpu: ScatterRows: x %v has %d rows for %d indices", x, n, len(idx)))
 	}

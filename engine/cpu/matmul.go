@@ -13,7 +13,7 @@ func (b *Backend) MatMul(x, w, bias *engine.Tensor, transW bool) *engine.Tensor 
 	if x.Rank() < 1 || w.Rank() != 2 {
 		panic(fmt.Sprintf("cpu: MatMul: x %v, w %v", x, w))
 	}
-	m, k := lastDim(x.Shape())
+	m, k := engine.SplitLast(x.Shape())
 	n := w.Dim(1)
 	if transW {
 		n = w.Dim(0)
@@ -32,7 +32,7 @@ func (b *Backend) MatMul(x, w, bias *engine.Tensor, transW bool) *engine.Tensor 
 			panic(fmt.Sprintf("cpu: MatMul: bias %v for %d outputs", bias, n))
 		}
 	}
-	out := output(withLast(x.Shape(), n)...)
+	out := output(engine.WithLast(x.Shape(), n)...)
 	ldw := n
 	if transW {
 		ldw = k

@@ -18,7 +18,7 @@ func sameShape(op string, a, c *engine.Tensor, an, cn string) {
 
 // LayerNormBackward implements engine.GradBackend.
 func (b *Backend) LayerNormBackward(x, gamma, dy *engine.Tensor, eps float32) *engine.Tensor {
-	rows, d := lastDim(x.Shape())
+	rows, d := engine.SplitLast(x.Shape())
 	if gamma.Len() != d {
 		panic(fmt.Sprintf("gpu: LayerNormBackward: x %v, gamma %v", x, gamma))
 	}
@@ -72,7 +72,7 @@ func (b *Backend) binary(op string, f cuda.Function, x, dy *engine.Tensor) *engi
 // SoftmaxBackward implements engine.GradBackend.
 func (b *Backend) SoftmaxBackward(y, dy *engine.Tensor) *engine.Tensor {
 	sameShape("SoftmaxBackward", y, dy, "y", "dy")
-	rows, d := lastDim(y.Shape())
+	rows, d := engine.SplitLast(y.Shape())
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.alloc("SoftmaxBackward", y.Shape()...)
@@ -181,7 +181,7 @@ func (b *Backend) ScatterRows(x *engine.Tensor, idx []int, rows int) *engine.Ten
 	if x.Rank() == 0 {
 		panic(fmt.Sprintf("gpu: ScatterRows: x %v has no rows", x))
 	}
-	n, d := lastDim(x.Shape())
+	n, d := engine.SplitLast(x.Shape())
 	if n != len(idx) {
 		panic(fmt.Sprintf("gpu: ScatterRows: x %v has %d rows for %d indices", x, n, len(idx)))
 	}

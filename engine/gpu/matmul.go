@@ -150,7 +150,7 @@ func (b *Backend) MatMul(x, w, bias *engine.Tensor, transW bool) *engine.Tensor 
 	if x.Rank() < 1 || w.Rank() != 2 {
 		panic(fmt.Sprintf("gpu: MatMul: x %v, w %v", x, w))
 	}
-	m, k := lastDim(x.Shape())
+	m, k := engine.SplitLast(x.Shape())
 	n, wk := w.Dim(1), w.Dim(0)
 	if transW {
 		n, wk = wk, n
@@ -163,7 +163,7 @@ func (b *Backend) MatMul(x, w, bias *engine.Tensor, transW bool) *engine.Tensor 
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := b.alloc("MatMul", withLast(x.Shape(), n)...)
+	out := b.alloc("MatMul", engine.WithLast(x.Shape(), n)...)
 	if out.Len() == 0 {
 		return out
 	}

@@ -9,26 +9,9 @@ import (
 	"github.com/modelforensics/fx/engine"
 )
 
-// lastDim splits shape into the rows before its last dimension and the
-// last dimension.
-func lastDim(shape []int) (rows, d int) {
-	if len(shape) == 0 {
-		return 1, 1
-	}
-	d = shape[len(shape)-1]
-	return engine.NumElements(shape[:len(shape)-1]), d
-}
-
-// withLast returns shape with its last dimension replaced by d.
-func withLast(shape []int, d int) []int {
-	out := slices.Clone(shape)
-	out[len(out)-1] = d
-	return out
-}
-
 // LayerNorm implements engine.Backend.
 func (b *Backend) LayerNorm(x, gamma, beta *engine.Tensor, eps float32) *engine.Tensor {
-	rows, d := lastDim(x.Shape())
+	rows, d := engine.SplitLast(x.Shape())
 	if x.Rank() == 0 || gamma.Len() != d || beta.Len() != d {
 		panic(fmt.Sprintf("gpu: LayerNorm: x %v, gamma %v, beta %v", x, gamma, beta))
 	}
@@ -50,10 +33,10 @@ func (b *Backend) LayerNormScale(x *engine.Tensor, eps float32) *engine.Tensor {
 	if x.Rank() == 0 {
 		panic(fmt.Sprintf("gpu: LayerNormScale: x %v", x))
 	}
-	rows, d := lastDim(x.Shape())
+	rows, d := engine.SplitLast(x.Shape())
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := b.alloc("LayerNormScale", withLast(x.Shape(), 1)...)
+	out := b.alloc("LayerNormScale", engine.WithLast(x.Shape(), 1)...)
 	if out.Len() == 0 {
 		return out
 	}
@@ -127,7 +110,7 @@ func (b *Backend) Embedding(table *engine.Tensor, ids []int32) *engine.Tensor {
 
 // Rows implements engine.Backend.
 func (b *Backend) Rows(x *engine.Tensor, idx []int) *engine.Tensor {
-	r, d := lastDim(x.Shape())
+	r, d := engine.SplitLast(x.Shape())
 	ids := make([]int32, len(idx))
 	for i, j := range idx {
 		if j < 0 || j >= r {
@@ -156,13 +139,13 @@ func (b *Backend) gather(op string, x *engine.Tensor, ids []int32, d int) *engin
 
 // SliceLast implements engine.Backend.
 func (b *Backend) SliceLast(x *engine.Tensor, from, to int) *engine.Tensor {
-	r, d := lastDim(x.Shape())
+	r, d := engine.SplitLast(x.Shape())
 	if x.Rank() == 0 || from < 0 || to < from || to > d {
 		panic(fmt.Sprintf("gpu: SliceLast: [%d, %d) of %v", from, to, x))
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := b.alloc("SliceLast", withLast(x.Shape(), to-from)...)
+	out := b.alloc("SliceLast", engine.WithLast(x.Shape(), to-from)...)
 	b.copyCols("SliceLast", out, to-from, 0, x, d, from, r, to-from)
 	return out
 }
@@ -231,7 +214,7 @@ func (b *Backend) AttnScores(q, k *engine.Tensor, scale float32, mask engine.Att
 
 // Softmax implements engine.Backend.
 func (b *Backend) Softmax(x *engine.Tensor) *engine.Tensor {
-	rows, d := lastDim(x.Shape())
+	rows, d := engine.SplitLast(x.Shape())
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.alloc("Softmax", x.Shape()...)

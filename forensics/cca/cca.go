@@ -171,11 +171,7 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 	}
 	for i := range cands {
 		c := &cands[i]
-		a, gr := acts[c.Site.Hook], grads[c.Site.Hook]
-		if a == nil || gr == nil {
-			return nil, fmt.Errorf("cca: attribution: no gradient for %s", c.Site.Hook)
-		}
-		c.Attribution, c.Abs = attribute(m, *c, a, gr, sources[c.Site.Hook], T)
+		c.Attribution, c.Abs = attribute(m, *c, acts[c.Site.Hook], grads[c.Site.Hook], sources[c.Site.Hook], T)
 		res.CandidateActivations += siteSize(m, *c) * T
 	}
 	res.Candidates = len(cands)
