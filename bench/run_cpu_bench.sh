@@ -13,19 +13,25 @@
 # only. The matmul anchor (OpenBLAS sgemm via numpy) is
 # bench/run_matmul_bench.sh.
 #
-#   bench/run_cpu_bench.sh [-r ROUNDS] [-k KERNELS] [-m MODEL_DIR] [THREADS...]   # default: 3 rounds, auto, 1 2
+# With -b DIR, each round also runs the cpubench of the fx tree in DIR (an
+# earlier commit, e.g. from `git worktree add DIR COMMIT`), so that before
+# and after are measured in the same run, under the same load.
+#
+#   bench/run_cpu_bench.sh [-r ROUNDS] [-k KERNELS] [-m MODEL_DIR] [-b DIR] [THREADS...]   # default: 3 rounds, auto, 1 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-/usr/bin/python3}
 rounds=3
 kernels=auto
 model=
-while getopts "r:k:m:" opt; do
+before=
+while getopts "r:k:m:b:" opt; do
   case $opt in
     r) rounds=$OPTARG ;;
     k) kernels=$OPTARG ;;
     m) model=$OPTARG ;;
-    *) echo "usage: $0 [-r ROUNDS] [-k KERNELS] [-m MODEL_DIR] [THREADS...]" >&2; exit 2 ;;
+    b) before=$OPTARG ;;
+    *) echo "usage: $0 [-r ROUNDS] [-k KERNELS] [-m MODEL_DIR] [-b DIR] [THREADS...]" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -36,10 +42,16 @@ if [ -z "$model" ]; then
   $PY bench/torch_cpu_forward.py --make "$model"
 fi
 go build -o "$dir/cpubench" ./bench/cpubench
+if [ -n "$before" ]; then
+  (cd "$before" && go build -o "$dir/before" ./bench/cpubench)
+fi
 for threads in "${@:-1 2}"; do
   for round in $(seq "$rounds"); do
     echo "== threads=$threads round=$round" >&2
     "$dir/cpubench" -model "$model" -threads "$threads" -kernels "$kernels" -rounds 1 >>"$dir/fx.$threads.json"
+    if [ -n "$before" ]; then
+      "$dir/before" -model "$model" -threads "$threads" -kernels "$kernels" -rounds 1 >>"$dir/before.$threads.json"
+    fi
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS="$threads" \
       $PY bench/torch_cpu_forward.py --run "$model" --threads "$threads" --no-matmul --rounds 1 >>"$dir/torch.$threads.json"
   done
@@ -60,21 +72,35 @@ def docs(path):
 
 for t in threads:
     fx, pt = docs("%s/fx.%s.json" % (d, t)), docs("%s/torch.%s.json" % (d, t))
+    try:
+        old = docs("%s/before.%s.json" % (d, t))
+    except OSError:
+        old = []
     def best(runs):
         b = {}
         for r in runs:
             for row in r["results"]:
                 b[row["bench"]] = min(b.get(row["bench"], float("inf")), row["sec_per_op"])
         return b
-    bf, bp = best(fx), best(pt)
+    bf, bp, bo = best(fx), best(pt), best(old)
     print("\nthreads=%s, fx kernels=%s, best of %d rounds each, ms per op (tokens/s)\n" % (t, fx[0]["kernels"], len(fx)))
-    print("| benchmark | fx | PyTorch | fx time / PyTorch time |")
-    print("| --- | --- | --- | --- |")
+    ratio = lambda a, b: "%.2f" % (a / b) if a and b else "-"
+    if old:
+        print("| benchmark | fx before | fx | PyTorch | before / PyTorch | fx / PyTorch |")
+        print("| --- | --- | --- | --- | --- | --- |")
+    else:
+        print("| benchmark | fx | PyTorch | fx time / PyTorch time |")
+        print("| --- | --- | --- | --- |")
     for name in bf:
-        f, p = bf[name], bp.get(name)
+        f, p, o = bf[name], bp.get(name), bo.get(name)
         tok = lambda s: ("" if "DecodeStep" in name else " (%.0f tok/s)" % (int(name.split("=")[1]) / s))
-        print("| %s | %.1f%s | %s | %s |" % (name, f * 1e3, tok(f), "%.1f%s" % (p * 1e3, tok(p)) if p else "-", "%.2f" % (f / p) if p else "-"))
-    print("| peak RSS, MiB (weights %.0f MiB) | %.0f | %.0f | %.2f |" % (
-        fx[0]["weights_mib"], max(r["peak_rss_mib"] for r in fx), max(r["peak_rss_mib"] for r in pt),
-        max(r["peak_rss_mib"] for r in fx) / max(r["peak_rss_mib"] for r in pt)))
+        ms = lambda s: "%.1f%s" % (s * 1e3, tok(s)) if s else "-"
+        if old:
+            print("| %s | %s | %s | %s | %s | %s |" % (name, ms(o), ms(f), ms(p), ratio(o, p), ratio(f, p)))
+        else:
+            print("| %s | %s | %s | %s |" % (name, ms(f), ms(p), ratio(f, p)))
+    rss = lambda runs: max(r["peak_rss_mib"] for r in runs)
+    print("\npeak RSS, MiB (weights %.0f MiB): fx %.0f (%.2f× the weights)%s, PyTorch %.0f" % (
+        fx[0]["weights_mib"], rss(fx), rss(fx) / fx[0]["weights_mib"],
+        ", fx before %.0f" % rss(old) if old else "", rss(pt)))
 EOF

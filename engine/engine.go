@@ -241,8 +241,20 @@ type Backend interface {
 	// sqrt(var+eps) that LayerNorm divides by; the shape is x's with the last
 	// dimension 1 (TransformerLens's hook_scale).
 	LayerNormScale(x *Tensor, eps float32) *Tensor
+	// AddLayerNorm returns sum = x + delta (delta has x's shape) and
+	// normed = LayerNorm(sum, gamma, beta, eps): the residual add and the
+	// LayerNorm that follows it, fused (no pass over memory of its own for
+	// the add). It
+	// agrees with Add then LayerNorm within the tolerances of DESIGN.md; a
+	// backend may promise their bits (the CPU backend does).
+	AddLayerNorm(x, delta, gamma, beta *Tensor, eps float32) (sum, normed *Tensor)
 	// GELU applies the activation elementwise.
 	GELU(x *Tensor, kind Activation) *Tensor
+	// MatMulGELU returns GELU(MatMul(x, w, bias, transW), kind): the
+	// activation applied in the matmul's epilogue, without the product in
+	// memory. It agrees with the two ops within the tolerances of
+	// DESIGN.md; a backend may promise their bits (the CPU backend does).
+	MatMulGELU(x, w, bias *Tensor, transW bool, kind Activation) *Tensor
 	// Tanh applies tanh elementwise.
 	Tanh(x *Tensor) *Tensor
 	// Add returns a+b. b has a's shape or a suffix of it and is broadcast

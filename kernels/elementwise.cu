@@ -1,4 +1,5 @@
-// elementwise.cu — fx's elementwise ops: GELU (tanh and erf forms), tanh,
+// elementwise.cu — fx's elementwise ops: GELU (tanh and erf forms, the
+// float math in fx_gelu.h, which matmul.cu's epilogue shares), tanh,
 // broadcast add, their backward ops, and in-place edits of a box of a tensor.
 //
 // Reference: engine/cpu (elementwise.go, grad.go, edit.go), which computes in
@@ -12,35 +13,7 @@
 //
 // Version 1 of each (the only one): one thread per element.
 #include "fx_cuda.h"
-
-// GELU's tanh form: 0.5·x·(1+tanh(u)), u = √(2/π)·(x+0.044715·x³).
-#define FX_GELU_C 0.79788456080286536  // √(2/π)
-#define FX_GELU_A 0.044715
-
-// fx_gelu_u returns u = √(2/π)·x·(1+0.044715·x²) in double: e^(±2u) is
-// taken at |2u| up to 104, where a float u's rounding error (and that of
-// the constants in float) would come out as 1e-5 relative.
-FX_DEV double fx_gelu_u(float x) {
-  double xd = x;
-  return FX_GELU_C * xd * __builtin_fma(FX_GELU_A, xd * xd, 1.0);
-}
-
-// fx_gelu_tanh_f returns 0.5·x·(1+tanh(u)) = x·σ(2u), σ the logistic
-// function: with e = e^(-2|u|) in (0, 1], σ(2u) is 1/(1+e) for u >= 0 and
-// e/(1+e) for u < 0, neither of which cancels. From |u| = 40 on, 1+e is 1
-// and e = e1², e1 = e^(-|u|), is applied in two steps so x·e stays
-// accurate where e alone would be subnormal.
-FX_DEV float fx_gelu_tanh_f(float x) {
-  double u = fx_gelu_u(x);
-  double a = __builtin_fabs(u);
-  if (u >= 0.0 || a < 40.0) {
-    float e = fx_exp_d(-2.0 * a);
-    float big = 1.0f / (1.0f + e);
-    return fx_mul_rn(x, u >= 0.0 ? big : fx_mul_rn(e, big));
-  }
-  float e1 = fx_exp_d(-a);  // NaN u lands here: NaN
-  return fx_mul_rn(fx_mul_rn(x, e1), e1);
-}
+#include "fx_gelu.h"  // fx_gelu_tanh_f, fx_gelu_erf_f, fx_gelu_u
 
 // fx_gelu_tanh_grad returns d/dx of 0.5·x·(1+tanh(u)):
 // 0.5·(1+tanh u) + 0.5·x·sech²(u)·u'. With e, big and small as in
@@ -65,9 +38,6 @@ FX_DEV float fx_gelu_tanh_grad(float x) {
   float term = e1 == 0.0f ? 0.0f * x : fx_mul_rn(fx_mul_rn(du2x, e1), e1);
   return half1pt + term;
 }
-
-// fx_gelu_erf_f returns 0.5·x·(1+erf(x/√2)) = x·Φ(x).
-FX_DEV float fx_gelu_erf_f(float x) { return fx_normcdf_mul(x, x); }
 
 // fx_gelu_erf_grad returns Φ(x) + x·φ(x), φ(x) = e^(-x²/2)/√(2π).
 FX_DEV float fx_gelu_erf_grad(float x) {

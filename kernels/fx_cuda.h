@@ -7,7 +7,7 @@
 // so this header supplies what the CUDA headers would: the function and
 // variable qualifiers, thread and block indices, barriers, warp shuffles, the
 // tensor-core instructions and asynchronous copies (cp.async) the TF32
-// matmul uses, dynamic shared memory, and float math written here
+// and BF16 matmuls use, dynamic shared memory, and float math written here
 // (fx_expf, fx_tanhf, fx_erff, fx_erfcf, fx_normcdff) accurate to a few ulps,
 // including subnormals, ±Inf and NaN.
 //
@@ -105,6 +105,40 @@ FX_DEV unsigned fx_tf32(float x) {
 FX_DEV void fx_mma_tf32(float c[4], const unsigned a[4], const unsigned b[2]) {
   asm volatile(
       "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// fx_bf16 rounds x to bfloat16 (8 mantissa bits, to nearest, ties to
+// even; cvt.rn.bf16.f32) and returns its bits.
+FX_DEV unsigned short fx_bf16(float x) {
+  unsigned short r;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x));
+  return r;
+}
+
+// fx_bf16x2 rounds lo and hi to bfloat16 as fx_bf16 does and packs them
+// into one register, lo in the low 16 bits, as mma's .bf16 operands want
+// two consecutive elements.
+FX_DEV unsigned fx_bf16x2(float lo, float hi) {
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
+// fx_mma_bf16 is one warp-wide D = A·B + C, A 16×16, B 16×8 in bfloat16,
+// C/D 16×8 in FP32, with c updated in place. Each a and b register holds
+// two elements, the lower index in the low half. With g = lane>>2 and
+// t = lane&3, lane holds (PTX ISA, "Matrix Fragments for mma.m16n8k16",
+// .bf16):
+//   a[0] = A[g][2t..2t+1]    a[1] = A[g+8][2t..2t+1]
+//   a[2] = A[g][2t+8..2t+9]  a[3] = A[g+8][2t+8..2t+9]
+//   b[0] = B[2t..2t+1][g]    b[1] = B[2t+8..2t+9][g]        (B[k][n])
+//   c[0] = C[g][2t]  c[1] = C[g][2t+1]  c[2] = C[g+8][2t]  c[3] = C[g+8][2t+1]
+FX_DEV void fx_mma_bf16(float c[4], const unsigned a[4], const unsigned b[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
       "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));

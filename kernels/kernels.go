@@ -2,13 +2,14 @@
 // backend (engine/gpu) to load with the CUDA driver at run time.
 //
 // Each op family is one .cu file in this directory (elementwise, rows, copy,
-// attention, matmul), compiled to a .ptx file beside it by `make kernels`
+// attention, matmul, matmul_bf16, record), compiled to a .ptx file beside it by `make kernels`
 // with Debian's clang-14 alone: no CUDA toolkit, no CUDA headers, no
 // libdevice. fx_cuda.h supplies the dialect the CUDA headers would (thread
 // indices, barriers, warp shuffles, tensor-core mma) and the float math
-// (exp, tanh, erf, erfc, the normal CDF) the kernels need. The .ptx files are
-// committed, so building fx needs no CUDA compiler; the tests check that
-// they match their sources.
+// (exp, tanh, erf, erfc, the normal CDF) the kernels need; fx_gelu.h holds
+// GELU, shared by the elementwise kernels and the matmul's epilogue. The
+// .ptx files are committed, so building fx needs no CUDA compiler; the
+// tests check that they match their sources.
 //
 // Every kernel is extern "C" with a comment stating its launch geometry and
 // what it computes; engine/cpu is the reference for each op.
@@ -17,7 +18,9 @@
 // block as OS threads (barriers, shuffles and mma by the PTX ISA's fragment
 // layout), emu/kernelcheck.cpp checks every kernel against a plain
 // reference on edge-case shapes (emu/attncheck.cpp does so for
-// fx_attention_tiled), and emu/mathcheck.cpp measures the math against
+// fx_attention_tiled, emu/bf16check.cpp for matmul_bf16.cu and
+// emu/recordcheck.cpp for record.cu, bit for bit against the recorder's
+// rules), and emu/mathcheck.cpp measures the math against
 // long-double references over all float inputs. Set FX_KERNELS_EMU=1 to run
 // them from `go test` (it needs clang++-14 and takes a few minutes).
 package kernels

@@ -27,7 +27,8 @@ var wantKernels = map[string][]string{
 		"fx_gelu_tanh_backward", "fx_gelu_erf_backward", "fx_tanh_backward", "fx_edit_box",
 	},
 	"rows": {
-		"fx_layernorm", "fx_layernorm_scale", "fx_layernorm_backward", "fx_softmax", "fx_softmax_backward",
+		"fx_layernorm", "fx_layernorm_scale", "fx_layernorm_backward", "fx_add_layernorm", "fx_softmax",
+		"fx_softmax_backward",
 	},
 	"copy": {"fx_gather_rows", "fx_copy_cols", "fx_scatter_add_rows", "fx_sum_axis"},
 	"attention": {
@@ -37,8 +38,10 @@ var wantKernels = map[string][]string{
 	},
 	"matmul": {
 		"fx_matmul_f32", "fx_matmul_f32_64", "fx_matmul_tf32", "fx_matmul_tf32_64",
-		"fx_matmul_skinny_partial", "fx_matmul_splitk_reduce",
+		"fx_matmul_skinny_partial", "fx_matmul_splitk_reduce", "fx_matmul_splitk_reduce_act",
 	},
+	"matmul_bf16": {"fx_bf16_pack_weight", "fx_matmul_bf16"},
+	"record":      {"fx_record_rows", "fx_record_f16"},
 }
 
 func TestModulesHoldEveryKernel(t *testing.T) {
@@ -69,6 +72,11 @@ func TestModulesHoldEveryKernel(t *testing.T) {
 	}
 	// fx_matmul_tf32: 4×4 mma tiles × 4 k-steps; fx_matmul_tf32_64: 2×4 × 4.
 	assert.Equal(t, 64+32, strings.Count(byName["matmul"], "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"))
+	// fx_matmul_bf16: 4×4 mma tiles × 2 k16-steps, BF16 rounding with
+	// cvt.rn (the pairs of x as fragments are read; the weights once).
+	assert.Equal(t, 32, strings.Count(byName["matmul_bf16"], "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"))
+	assert.Contains(t, byName["matmul_bf16"], "cvt.rn.bf16x2.f32")
+	assert.Contains(t, byName["matmul_bf16"], "cvt.rn.bf16.f32")
 	// fx_matmul_tf32's pipeline: 16-byte and 4-byte cp.async into dynamic
 	// shared memory, two tiles ahead.
 	for _, s := range []string{"cp.async.cg.shared.global", "cp.async.ca.shared.global", "cp.async.commit_group;",
@@ -115,8 +123,9 @@ func TestPTXMatchesSource(t *testing.T) {
 	}
 }
 
-// TestEmulator builds and runs emu/mathcheck.cpp, emu/kernelcheck.cpp and
-// emu/attncheck.cpp (see the package comment), the latter two under
+// TestEmulator builds and runs emu/mathcheck.cpp, emu/kernelcheck.cpp,
+// emu/attncheck.cpp, emu/bf16check.cpp and emu/recordcheck.cpp (see the
+// package comment), all but the first under
 // ThreadSanitizer so that a missing barrier fails them. It runs only with
 // FX_KERNELS_EMU=1 and clang++-14 on PATH.
 func TestEmulator(t *testing.T) {
@@ -146,5 +155,11 @@ func TestEmulator(t *testing.T) {
 	})
 	t.Run("attncheck", func(t *testing.T) {
 		run(t, "attncheck", []string{"-fsanitize=thread"})
+	})
+	t.Run("bf16check", func(t *testing.T) {
+		run(t, "bf16check", []string{"-fsanitize=thread"}, "edges")
+	})
+	t.Run("recordcheck", func(t *testing.T) {
+		run(t, "recordcheck", []string{"-ffp-contract=off", "-fsanitize=thread"})
 	})
 }

@@ -1,9 +1,15 @@
-// matmul.cu — fx's matrix product y = x·W + bias.
+// matmul.cu — fx's matrix product y = act(x·W + bias).
 //
-// y[m, n] = Σ_k x[m, k]·W(k, n) + (bias ? bias[n] : 0), x [M, K] row-major,
+// y[m, n] = act(Σ_k x[m, k]·W(k, n) + (bias ? bias[n] : 0)), x [M, K] row-major,
 // W(k, n) = transW ? w[n·K + k] (w [N, K], nn.Linear) : w[k·N + n] (w [K, N],
 // GPT-2's Conv1D); bias [N] or NULL; y [M, N]. Any M, N, K >= 1 (the host
 // handles K = 0 and empty outputs); tiles past the edges are zero-filled.
+// act is the epilogue's activation (fx_gelu.h's FX_ACT_*: none, or GELU's
+// tanh or erf form), applied by the kernel that writes y: a tiled product
+// kernel (to its outputs once stored, fx_act_at), or with partial sums
+// (split-K, and always the skinny kernel) fx_matmul_splitk_reduce_act. It
+// is fx_gelu.h's GELU, the elementwise kernel's, on the same float32 value,
+// so MatMulGELU has the bits of MatMul then GELU.
 //
 // Reference: engine/cpu (matmul.go, sgemm.go), float32 with its own
 // summation order. The FP32 kernels use fused multiply-adds in a fixed order
@@ -23,7 +29,8 @@
 // SM count):
 //   fx_matmul_skinny_partial  M <= 8 (a decode step): split-K partial sums,
 //                             w read once with 16-byte loads.
-//   fx_matmul_splitk_reduce   the sum over chunks, plus the bias.
+//   fx_matmul_splitk_reduce   the sum over chunks, plus the bias
+//   (and _act)                (and then act).
 //   fx_matmul_f32             FP32, 128×128 block tile, BK = 8, 8×8 outputs
 //                             per thread: large products.
 //   fx_matmul_f32_64          FP32, 64×64 block tile, BK = 16, 8×4 outputs
@@ -35,6 +42,7 @@
 //   fx_matmul_tf32_64         tensor cores, 64×64 block tile, 4 warps of
 //                             32×32, BK = 32, optional split-K: small grids.
 #include "fx_cuda.h"
+#include "fx_gelu.h"
 
 typedef unsigned long long u64;
 
@@ -78,15 +86,26 @@ FX_DEV bool fx_split_range(int K, int kchunk, int s, int* kb, int* ke) {
   return true;
 }
 
+// fx_act_at applies act in place to y[gm, n] (y [M, N]) when it is inside
+// the output. The product kernels store their outputs, then each thread
+// rereads the ones it stored (its own writes, from L1 or L2) and applies
+// the activation in a loop kept rolled: GELU is long, and unrolled over a
+// thread's 32 or 64 accumulators it would spill them to local memory.
+FX_DEV void fx_act_at(float* y, int M, int N, int gm, int gn, int act) {
+  if (gm < M && gn < N) {
+    float* p = y + (u64)gm * N + gn;
+    *p = fx_activate(*p, act);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Split-K reduction.
 
-// fx_matmul_splitk_reduce: y[m, n] = (part[0, m, n] + part[1, m, n] + … +
-// part[splits-1, m, n]) + bias[n], summed in that order, bias NULL or [N].
-// part [splits, M, N]; y may not alias part. Grid-stride over the M·N
-// outputs (< 2^31): block 256, any grid.
-extern "C" __global__ void fx_matmul_splitk_reduce(float* y, const float* part, const float* bias, int M, int N,
-                                                   int splits) {
+// fx_splitk_reduce: y[m, n] = act((part[0, m, n] + part[1, m, n] + … +
+// part[splits-1, m, n]) + bias[n]), summed in that order, bias NULL or
+// [N]. part [splits, M, N]; y may not alias part. Grid-stride over the M·N
+// outputs (< 2^31).
+FX_DEV void fx_splitk_reduce(float* y, const float* part, const float* bias, int M, int N, int splits, int act) {
   if (M <= 0 || N <= 0 || splits <= 0) return;
   const unsigned MN = (unsigned)M * (unsigned)N;
   for (unsigned i = bid_x() * bdim_x() + tid_x(); i < MN; i += gdim_x() * bdim_x()) {
@@ -97,8 +116,22 @@ extern "C" __global__ void fx_matmul_splitk_reduce(float* y, const float* part, 
 #pragma unroll 16
     for (int sp = 1; sp < splits; sp++) s += p[(u64)sp * MN];
     if (bias) s += bias[i % (unsigned)N];
-    y[i] = s;
+    y[i] = act == FX_ACT_NONE ? s : fx_activate(s, act);
   }
+}
+
+// fx_matmul_splitk_reduce: fx_splitk_reduce without an activation. Block
+// 256, any grid.
+extern "C" __global__ void fx_matmul_splitk_reduce(float* y, const float* part, const float* bias, int M, int N,
+                                                   int splits) {
+  fx_splitk_reduce(y, part, bias, M, N, splits, FX_ACT_NONE);
+}
+
+// fx_matmul_splitk_reduce_act: fx_splitk_reduce with the activation act
+// (FX_ACT_*), the epilogue of a split-K MatMulGELU. Block 256, any grid.
+extern "C" __global__ void fx_matmul_splitk_reduce_act(float* y, const float* part, const float* bias, int M, int N,
+                                                       int splits, int act) {
+  fx_splitk_reduce(y, part, bias, M, N, splits, act);
 }
 
 // ---------------------------------------------------------------------------
@@ -340,7 +373,8 @@ FX_DEV void fx_mm_f32_store(float (*As)[MM_BM + MM_PAD], float (*Bs)[MM_BN + MM_
   }
 }
 
-// fx_matmul_f32: block 256 threads, grid (ceil(N/128), ceil(M/128)).
+// fx_matmul_f32: y = act(x·W + bias); block 256 threads, grid (ceil(N/128),
+// ceil(M/128)).
 // Thread (ty, tx) = (tid/16, tid%16) computes rows {4ty..4ty+3, 64+4ty..64+4ty+3}
 // and columns {4tx..4tx+3, 64+4tx..64+4tx+3} of the block's tile, each
 // output summed over k in order with fused multiply-adds. Shared memory
@@ -349,7 +383,7 @@ FX_DEV void fx_mm_f32_store(float (*As)[MM_BM + MM_PAD], float (*Bs)[MM_BN + MM_
 // from global memory into registers while the current one is multiplied.
 extern "C" __global__ __launch_bounds__(256) void fx_matmul_f32(float* y, const float* x, const float* w,
                                                                 const float* bias, int M, int N, int K,
-                                                                int transW) {
+                                                                int transW, int act) {
   __shared__ __attribute__((aligned(16))) float As[MM_BK][MM_BM + MM_PAD];
   __shared__ __attribute__((aligned(16))) float Bs[MM_BK][MM_BN + MM_PAD];
   if (M <= 0 || N <= 0 || K <= 0 || bdim_x() != 256) return;
@@ -399,6 +433,13 @@ extern "C" __global__ __launch_bounds__(256) void fx_matmul_f32(float* y, const 
       if (gn < N) yr[gn] = bias ? v[j] + bias[gn] : v[j];
     }
   }
+  if (act == FX_ACT_NONE) return;
+#pragma unroll 1
+  for (int e = 0; e < 64; e++) {
+    int i = e >> 3, j = e & 7;
+    fx_act_at(y, M, N, m0 + (i < 4 ? 4 * ty + i : 64 + 4 * ty + i - 4), n0 + (j < 4 ? 4 * tx + j : 64 + 4 * tx + j - 4),
+              act);
+  }
 }
 
 #define T64_BM 64
@@ -446,11 +487,12 @@ FX_DEV void fx_mm64_store(float (*As)[T64_BM + T64_PAD], float (*Bs)[T64_BN + T6
   }
 }
 
-// fx_matmul_f32_64: block 128 threads, grid (ceil(N/64), ceil(M/64),
-// splits). Block z sums over chunk z of K, k in [z·kchunk, min(K,
-// (z+1)·kchunk)) (kchunk <= 0: all of K), into y + z·M·N: with splits > 1
-// y is the split-K workspace part [splits, M, N] and bias must be NULL
-// (fx_matmul_splitk_reduce adds it); with one split, y is the output.
+// fx_matmul_f32_64: y = act(x·W + bias); block 128 threads, grid
+// (ceil(N/64), ceil(M/64), splits). Block z sums over chunk z of K, k in
+// [z·kchunk, min(K, (z+1)·kchunk)) (kchunk <= 0: all of K), into y + z·M·N:
+// with splits > 1 y is the split-K workspace part [splits, M, N], and bias
+// must be NULL and act FX_ACT_NONE (fx_matmul_splitk_reduce applies them);
+// with one split, y is the output.
 // Thread (ty, tx) = (tid/16, tid%16) computes rows {4ty..4ty+3,
 // 32+4ty..32+4ty+3} and columns 4tx..4tx+3 of the block's 64×64 tile, each
 // output summed over its chunk in order of k with fused multiply-adds.
@@ -459,7 +501,7 @@ FX_DEV void fx_mm64_store(float (*As)[T64_BM + T64_PAD], float (*Bs)[T64_BN + T6
 // while the current one is multiplied.
 extern "C" __global__ __launch_bounds__(128) void fx_matmul_f32_64(float* y, const float* x, const float* w,
                                                                    const float* bias, int M, int N, int K,
-                                                                   int transW, int kchunk) {
+                                                                   int transW, int kchunk, int act) {
   __shared__ __attribute__((aligned(16))) float As[T64_BK][T64_BM + T64_PAD];
   __shared__ __attribute__((aligned(16))) float Bs[T64_BK][T64_BN + T64_PAD];
   if (M <= 0 || N <= 0 || K <= 0 || bdim_x() != 128) return;
@@ -505,6 +547,12 @@ extern "C" __global__ __launch_bounds__(128) void fx_matmul_f32_64(float* y, con
       int gn = n0 + 4 * tx + j;
       if (gn < N) yr[gn] = bias ? v[j] + bias[gn] : v[j];
     }
+  }
+  if (act == FX_ACT_NONE) return;
+#pragma unroll 1
+  for (int e = 0; e < 32; e++) {
+    int i = e >> 2;
+    fx_act_at(y, M, N, m0 + (i < 4 ? 4 * ty + i : 32 + 4 * ty + i - 4), n0 + 4 * tx + (e & 3), act);
   }
 }
 
@@ -559,11 +607,11 @@ FX_DEV void fx_mm_tf32_store(unsigned* As, unsigned* Bs, const float ra[16], con
   }
 }
 
-// fx_matmul_tf32_64: block 128 threads (4 warps), grid (ceil(N/64),
-// ceil(M/64), splits). Block z sums over chunk z of K, k in [z·kchunk,
-// min(K, (z+1)·kchunk)) (kchunk <= 0: all of K), into y + z·M·N: with
-// splits > 1 y is the split-K workspace part [splits, M, N] and bias must
-// be NULL (fx_matmul_splitk_reduce adds it). Warp w computes the 32×32 sub-tile at rows 32·(w/2), columns 32·(w%2) of
+// fx_matmul_tf32_64: y = act(x·W + bias); block 128 threads (4 warps), grid
+// (ceil(N/64), ceil(M/64), splits). Block z sums over chunk z of K, k in
+// [z·kchunk, min(K, (z+1)·kchunk)) (kchunk <= 0: all of K), into y + z·M·N:
+// with splits > 1 y is the split-K workspace part [splits, M, N], and bias
+// must be NULL and act FX_ACT_NONE (fx_matmul_splitk_reduce applies them). Warp w computes the 32×32 sub-tile at rows 32·(w/2), columns 32·(w%2) of
 // the block's 64×64 tile as 2×4 mma tiles of 16×8, over k in steps of 8.
 // Tiles are staged in shared memory already rounded to TF32 (cvt.rna):
 // As[m][k] (stride 36) and B as Bs[k][n] (stride 72) for w [K, N], or as
@@ -574,7 +622,7 @@ FX_DEV void fx_mm_tf32_store(unsigned* As, unsigned* Bs, const float ra[16], con
 // multiplied.
 extern "C" __global__ __launch_bounds__(128) void fx_matmul_tf32_64(float* y, const float* x, const float* w,
                                                                     const float* bias, int M, int N, int K,
-                                                                    int transW, int kchunk) {
+                                                                    int transW, int kchunk, int act) {
   __shared__ unsigned As[TC_BM * TC_LDA];
   __shared__ unsigned Bs[TC_BK * TC_LDB];
   if (M <= 0 || N <= 0 || K <= 0 || bdim_x() != 128) return;
@@ -639,6 +687,12 @@ extern "C" __global__ __launch_bounds__(128) void fx_matmul_tf32_64(float* y, co
         int gn = n0 + wn + ni * 8 + 2 * t + (c & 1);
         if (gm < M && gn < N) y[(u64)gm * N + gn] = bias ? acc[mi][ni][c] + bias[gn] : acc[mi][ni][c];
       }
+  if (act == FX_ACT_NONE) return;
+#pragma unroll 1
+  for (int e = 0; e < 32; e++) {
+    int mi = e >> 4, ni = (e >> 2) & 3, c = e & 3;
+    fx_act_at(y, M, N, m0 + wm + mi * 16 + g + (c >= 2 ? 8 : 0), n0 + wn + ni * 8 + 2 * t + (c & 1), act);
+  }
 }
 
 #define TB_BM 128
@@ -721,13 +775,13 @@ FX_DEV void fx_tb_load(float* As, float* Bs, const float* x, const float* w, int
   }
 }
 
-// fx_matmul_tf32: block 256 threads (8 warps), grid (ceil(N/128),
-// ceil(M/128), splits), FX_MATMUL_TF32_SHARED bytes of dynamic shared
-// memory (the host raises the kernel's limit above 48 KB once, at load).
-// Block z sums over chunk z of K, k in [z·kchunk, min(K, (z+1)·kchunk))
-// (kchunk <= 0: all of K), into y + z·M·N: with splits > 1 y is the
-// split-K workspace part [splits, M, N] and bias must be NULL
-// (fx_matmul_splitk_reduce adds it). Warp w
+// fx_matmul_tf32: y = act(x·W + bias); block 256 threads (8 warps), grid
+// (ceil(N/128), ceil(M/128), splits), FX_MATMUL_TF32_SHARED bytes of
+// dynamic shared memory (the host raises the kernel's limit above 48 KB
+// once, at load). Block z sums over chunk z of K, k in [z·kchunk, min(K,
+// (z+1)·kchunk)) (kchunk <= 0: all of K), into y + z·M·N: with splits > 1 y
+// is the split-K workspace part [splits, M, N], and bias must be NULL and
+// act FX_ACT_NONE (fx_matmul_splitk_reduce applies them). Warp w
 // computes the 64×32 sub-tile at rows 64·(w/4), columns 32·(w%4) of the
 // block's 128×128 tile as 4×4 mma tiles of 16×8, over k in steps of 8.
 // The k-tiles (BK = 32) go through three shared-memory stages, each filled
@@ -742,7 +796,7 @@ FX_DEV void fx_tb_load(float* As, float* Bs, const float* x, const float* w, int
 // 2), so that two blocks (16 warps) share an SM.
 extern "C" __global__ __launch_bounds__(256, 2) void fx_matmul_tf32(float* y, const float* x, const float* w,
                                                                  const float* bias, int M, int N, int K,
-                                                                 int transW, int kchunk) {
+                                                                 int transW, int kchunk, int act) {
   FX_DYN_SHARED(float, smem);
   if (M <= 0 || N <= 0 || K <= 0 || bdim_x() != 256) return;
   int kb, ke;
@@ -827,4 +881,10 @@ extern "C" __global__ __launch_bounds__(256, 2) void fx_matmul_tf32(float* y, co
         int gn = n0 + wn + ni * 8 + 2 * t + (c & 1);
         if (gm < M && gn < N) y[(u64)gm * N + gn] = bias ? acc[mi][ni][c] + bias[gn] : acc[mi][ni][c];
       }
+  if (act == FX_ACT_NONE) return;
+#pragma unroll 1
+  for (int e = 0; e < 64; e++) {
+    int mi = e >> 4, ni = (e >> 2) & 3, c = e & 3;
+    fx_act_at(y, M, N, m0 + wm + mi * 16 + g + (c >= 2 ? 8 : 0), n0 + wn + ni * 8 + 2 * t + (c & 1), act);
+  }
 }

@@ -1,6 +1,6 @@
 // rows.cu — fx's row ops over the last dimension: LayerNorm, its scale
-// (TransformerLens's hook_scale) and its backward, and Softmax and its
-// backward.
+// (TransformerLens's hook_scale) and its backward, LayerNorm fused with the
+// residual add before it, and Softmax and its backward.
 //
 // Reference: engine/cpu (elementwise.go, grad.go). The CPU takes LayerNorm's
 // mean and variance, LayerNormBackward's sums and SoftmaxBackward's sum in
@@ -48,19 +48,25 @@ FX_DEV float block_max(float v, float* sh) {
   return m;
 }
 
+// row_variance returns the row's biased variance about its mean mu in
+// float64: row_moments' second pass. All threads must call it.
+FX_DEV double row_variance(const float* xr, int D, double* sh, double mu) {
+  double q = 0.0;
+  for (unsigned c = tid_x(); c < (unsigned)D; c += bdim_x()) {
+    double d = (double)xr[c] - mu;
+    q += d * d;
+  }
+  return block_sum_d(q, sh) / (double)D;
+}
+
 // row_moments returns the row's mean and biased variance in float64, two
 // passes (as engine/cpu's moments). All threads must call it.
 FX_DEV void row_moments(const float* xr, int D, double* sh, double* mean, double* var) {
   double s = 0.0;
   for (unsigned c = tid_x(); c < (unsigned)D; c += bdim_x()) s += (double)xr[c];
   double mu = block_sum_d(s, sh) / (double)D;
-  double q = 0.0;
-  for (unsigned c = tid_x(); c < (unsigned)D; c += bdim_x()) {
-    double d = (double)xr[c] - mu;
-    q += d * d;
-  }
   *mean = mu;
-  *var = block_sum_d(q, sh) / (double)D;
+  *var = row_variance(xr, D, sh, mu);
 }
 
 // fx_layernorm: y = (x-mean)/sqrt(var+eps)·gamma + beta over rows of D, as
@@ -77,6 +83,37 @@ extern "C" __global__ void fx_layernorm(float* y, const float* x, const float* g
     double rstd = 1.0 / __builtin_sqrt(var + (double)eps);
     for (unsigned c = tid_x(); c < (unsigned)D; c += bdim_x()) {
       float n = (float)(((double)xr[c] - mean) * rstd);
+      yr[c] = fx_add_rn(fx_mul_rn(n, gamma[c]), beta[c]);
+    }
+  }
+}
+
+// fx_add_layernorm: s = x + delta and y = LayerNorm(s) over rows of D: the
+// residual add, with the mean's sums taken as each thread adds its
+// elements c = tid, tid + blockDim, … of the row (row_moments' first pass,
+// in its order), then fx_layernorm's variance and normalisation on the sum
+// as written. Each thread rereads only the elements it wrote, so no
+// barrier orders the writes; the bits are those of fx_add then
+// fx_layernorm. s and y must not alias x, delta or each other.
+extern "C" __global__ void fx_add_layernorm(float* s, float* y, const float* x, const float* delta,
+                                            const float* gamma, const float* beta, int rows, int D, float eps) {
+  __shared__ double sh[32];
+  if (D <= 0) return;
+  for (unsigned r = bid_x(); r < (unsigned)rows; r += gdim_x()) {
+    unsigned long long off = (unsigned long long)r * (unsigned)D;
+    float* sr = s + off;
+    float* yr = y + off;
+    double sum = 0.0;
+    for (unsigned c = tid_x(); c < (unsigned)D; c += bdim_x()) {
+      float v = x[off + c] + delta[off + c];
+      sr[c] = v;
+      sum += (double)v;
+    }
+    double mean = block_sum_d(sum, sh) / (double)D;
+    double var = row_variance(sr, D, sh, mean);
+    double rstd = 1.0 / __builtin_sqrt(var + (double)eps);
+    for (unsigned c = tid_x(); c < (unsigned)D; c += bdim_x()) {
+      float n = (float)(((double)sr[c] - mean) * rstd);
       yr[c] = fx_add_rn(fx_mul_rn(n, gamma[c]), beta[c]);
     }
   }

@@ -208,7 +208,8 @@ func (m *BERT) forward(r *run, in Batch) *engine.Tensor {
 	word := r.point("embed.hook_embed", b.Embedding(e.Word, in.IDs).Reshape(B, T, D))
 	pos := r.point("embed.hook_pos_embed", b.Embedding(e.Position, positions).Reshape(B, T, D))
 	typ := r.point("embed.hook_token_type_embed", b.Embedding(e.TokenType, types).Reshape(B, T, D))
-	return m.forwardFrom(r, in, 0, e.LayerNorm.forward(r, b.Add(b.Add(word, pos), typ)))
+	_, x := e.LayerNorm.addForward(r, b.Add(word, pos), typ)
+	return m.forwardFrom(r, in, 0, x)
 }
 
 // forwardFrom runs layers layer.. and the head on x, layer's resid_pre.
@@ -229,14 +230,17 @@ func (m *BERT) forwardFrom(r *run, in Batch, layer int, x *engine.Tensor) *engin
 		return r.point("classifier.hook_out", b.MatMul(pooled, m.Classifier.W, m.Classifier.B, true))
 	case HeadMaskedLM:
 		h := &m.MLM
-		t := b.GELU(b.MatMul(x, h.Transform.W, h.Transform.B, true), h.Act)
+		t := b.MatMulGELU(x, h.Transform.W, h.Transform.B, true, h.Act)
 		t = r.point(h.hookTransform, b.LayerNorm(t, h.LayerNorm.Weight, h.LayerNorm.Bias, h.LayerNorm.Eps))
 		return r.point("unembed.hook_out", b.MatMul(t, h.Decoder, h.DecoderBias, true))
 	}
 	return x
 }
 
-// forward runs one encoder layer on x [B, T, D].
+// forward runs one encoder layer on x [B, T, D]. Each residual add runs
+// fused with the LayerNorm after it unless a hook reads the sum
+// (hook_resid_mid; the MLP's sum has no hook point), and the GELU runs in
+// the intermediate matmul's epilogue unless a hook reads mlp.hook_pre.
 func (ly *BertLayer) forward(r *run, x *engine.Tensor, mask engine.AttnMask) *engine.Tensor {
 	b, h := r.b, &ly.hooks
 	B, T, D := x.Dim(0), x.Dim(1), x.Dim(2)
@@ -247,12 +251,18 @@ func (ly *BertLayer) forward(r *run, x *engine.Tensor, mask engine.AttnMask) *en
 	v := r.point(h.v, b.MatMul(x, ly.Value.W, ly.Value.B, true).Reshape(B, T, H, D/H))
 	scale := float32(1 / math.Sqrt(float64(D/H)))
 	attnOut := r.point(h.attnOut, attend(r, h, q, k, v, scale, mask, ly.AttnOutput, true))
-	mid := r.point(h.residMid, b.Add(x, attnOut))
-	x = ly.AttnLayerNorm.forward(r, mid)
-	pre := r.point(h.pre, b.MatMul(x, ly.Intermediate.W, ly.Intermediate.B, true))
-	post := r.point(h.post, b.GELU(pre, ly.Act))
+	_, x = ly.AttnLayerNorm.addForward(r, x, attnOut, h.residMid)
+	var post *engine.Tensor
+	if r.active(h.pre) {
+		pre := r.point(h.pre, b.MatMul(x, ly.Intermediate.W, ly.Intermediate.B, true))
+		post = b.GELU(pre, ly.Act)
+	} else {
+		post = b.MatMulGELU(x, ly.Intermediate.W, ly.Intermediate.B, true, ly.Act)
+	}
+	post = r.point(h.post, post)
 	mlpOut := r.point(h.mlpOut, b.MatMul(post, ly.Output.W, ly.Output.B, true))
-	return r.point(h.residPost, ly.OutputLayerNorm.forward(r, b.Add(x, mlpOut)))
+	_, x = ly.OutputLayerNorm.addForward(r, x, mlpOut)
+	return r.point(h.residPost, x)
 }
 
 // Labels returns the class names of a sequence-classification model.

@@ -152,36 +152,44 @@ func (m *GPT2) forward(r *run, in Batch, cache *KVCache, lastOnly bool) *engine.
 	}
 	tok := r.point("hook_embed", b.Embedding(m.Wte, in.IDs).Reshape(B, T, D))
 	pos := r.point("hook_pos_embed", b.Embedding(m.Wpe, positions).Reshape(B, T, D))
-	return m.blocksAndHead(r, in, 0, b.Add(tok, pos), cache, lastOnly)
+	return m.blocksAndHead(r, in, 0, tok, pos, cache, lastOnly)
 }
 
 // forwardFrom runs blocks layer.. and the head on x, block layer's
 // resid_pre.
 func (m *GPT2) forwardFrom(r *run, in Batch, layer int, x *engine.Tensor, lastOnly bool) *engine.Tensor {
-	return m.blocksAndHead(r, in, layer, x, nil, lastOnly)
+	return m.blocksAndHead(r, in, layer, x, nil, nil, lastOnly)
 }
 
-// blocksAndHead runs blocks layer.. on the residual stream, then the final
-// LayerNorm and the unembedding.
-func (m *GPT2) blocksAndHead(r *run, in Batch, layer int, resid *engine.Tensor, cache *KVCache, lastOnly bool) *engine.Tensor {
+// blocksAndHead runs blocks layer.. on the residual stream x + delta (x
+// when delta is nil), then the final LayerNorm and the unembedding. Each
+// residual add runs fused with the LayerNorm after it (layerNorm.addForward)
+// unless a hook reads the sum in between.
+func (m *GPT2) blocksAndHead(r *run, in Batch, layer int, x, delta *engine.Tensor, cache *KVCache, lastOnly bool) *engine.Tensor {
 	b := r.b
 	B, T := in.B, in.T
 	mask := engine.AttnMask{Causal: true, QueryOffset: r.offset, KeyValid: in.Valid}
 	if cache != nil {
 		mask.KeyValid = cache.appendValid(in)
 	}
+	x, normed := m.H[layer].Ln1.addForward(r, x, delta, m.H[layer].hooks.residPre)
 	for i := layer; i < len(m.H); i++ {
 		var kv *kvLayer
 		if cache != nil {
 			kv = &cache.layers[i]
 		}
-		resid = m.H[i].forward(r, resid, mask, kv)
+		next, resid := m.LnF, []string{m.H[i].hooks.residPost}
+		if i+1 < len(m.H) {
+			next, resid = m.H[i+1].Ln1, append(resid, m.H[i+1].hooks.residPre)
+		}
+		x, delta = m.H[i].forward(r, x, normed, mask, kv)
+		x, normed = next.addForward(r, x, delta, resid...)
 	}
 	if cache != nil {
 		cache.Len += T
 		cache.valid = mask.KeyValid
 	}
-	x := m.LnF.forward(r, resid)
+	x = normed
 	if lastOnly && !r.active("unembed.hook_out") {
 		rows := make([]int, B)
 		for i, n := range in.Lengths() {
@@ -192,14 +200,15 @@ func (m *GPT2) blocksAndHead(r *run, in Batch, layer int, resid *engine.Tensor, 
 	return r.point("unembed.hook_out", b.MatMul(x, m.LMHead, nil, true))
 }
 
-// forward runs one block on the residual stream x [B, T, D].
-func (blk *GPT2Block) forward(r *run, x *engine.Tensor, mask engine.AttnMask, kv *kvLayer) *engine.Tensor {
-	b, h := r.b, &blk.hooks
-	x = r.point(h.residPre, x)
-	attnOut := blk.Attn.forward(r, h, blk.Ln1.forward(r, x), mask, kv)
-	x = r.point(h.residMid, b.Add(x, r.point(h.attnOut, attnOut)))
-	mlpOut := blk.MLP.forward(r, h, blk.Ln2.forward(r, x))
-	return r.point(h.residPost, b.Add(x, r.point(h.mlpOut, mlpOut)))
+// forward runs one block on the residual stream x [B, T, D] (its
+// resid_pre, hooks called) and normed, ln1's output on x. It returns the
+// block's resid_mid and MLP output, whose sum is its resid_post: the caller
+// adds them, fused with the LayerNorm that follows.
+func (blk *GPT2Block) forward(r *run, x, normed *engine.Tensor, mask engine.AttnMask, kv *kvLayer) (residMid, mlpOut *engine.Tensor) {
+	h := &blk.hooks
+	attnOut := r.point(h.attnOut, blk.Attn.forward(r, h, normed, mask, kv))
+	x, normed = blk.Ln2.addForward(r, x, attnOut, h.residMid)
+	return x, r.point(h.mlpOut, blk.MLP.forward(r, h, normed))
 }
 
 // forward computes the attention output [B, T, D] of the normalised x.
@@ -241,11 +250,19 @@ func attend(r *run, h *blockHooks, q, k, v *engine.Tensor, scale float32, mask e
 	return b.MatMul(z.Reshape(B, T, H*Dh), out.W, out.B, transW)
 }
 
-// forward computes the MLP output [B, T, D] of the normalised x.
+// forward computes the MLP output [B, T, D] of the normalised x. Unless a
+// hook reads or edits hook_pre, the GELU runs in the first matmul's
+// epilogue (MatMulGELU).
 func (mlp *GPT2MLP) forward(r *run, h *blockHooks, x *engine.Tensor) *engine.Tensor {
 	b := r.b
-	pre := r.point(h.pre, b.MatMul(x, mlp.CFc.W, mlp.CFc.B, false))
-	post := r.point(h.post, b.GELU(pre, mlp.Act))
+	var post *engine.Tensor
+	if r.active(h.pre) {
+		pre := r.point(h.pre, b.MatMul(x, mlp.CFc.W, mlp.CFc.B, false))
+		post = b.GELU(pre, mlp.Act)
+	} else {
+		post = b.MatMulGELU(x, mlp.CFc.W, mlp.CFc.B, false, mlp.Act)
+	}
+	post = r.point(h.post, post)
 	return b.MatMul(post, mlp.CProj.W, mlp.CProj.B, false)
 }
 

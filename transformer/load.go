@@ -130,3 +130,30 @@ func (ln layerNorm) forward(r *run, x *engine.Tensor) *engine.Tensor {
 	}
 	return r.point(ln.hookNormalized, r.b.LayerNorm(x, ln.Weight, ln.Bias, ln.Eps))
 }
+
+// addForward returns the residual sum x + delta (x itself when delta is
+// nil), after calling the hook points resid (names on the sum, in order),
+// and the LayerNorm of the sum, after calling its hook points. Unless a
+// hook reads or edits the sum before the LayerNorm, the add and the
+// LayerNorm run fused (AddLayerNorm); hooks see the same values either way
+// (on the CPU backend, the same bits).
+func (ln layerNorm) addForward(r *run, x, delta *engine.Tensor, resid ...string) (sum, normed *engine.Tensor) {
+	fused := delta != nil
+	for _, name := range resid {
+		fused = fused && !r.active(name)
+	}
+	if !fused {
+		if delta != nil {
+			x = r.b.Add(x, delta)
+		}
+		for _, name := range resid {
+			x = r.point(name, x)
+		}
+		return x, ln.forward(r, x)
+	}
+	sum, normed = r.b.AddLayerNorm(x, delta, ln.Weight, ln.Bias, ln.Eps)
+	if r.active(ln.hookScale) {
+		r.point(ln.hookScale, r.b.LayerNormScale(sum, ln.Eps))
+	}
+	return sum, r.point(ln.hookNormalized, normed)
+}

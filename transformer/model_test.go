@@ -257,3 +257,37 @@ func TestHookEditsInPlace(t *testing.T) {
 		assert.InDelta(t, want, float64(logits[2*V+v]), 1e-5*math.Max(1, math.Abs(want)))
 	}
 }
+
+// TestFusedMatchesHooked checks that the fused residual-add-LayerNorm and
+// matmul-GELU paths, taken when no hook reads between the fused ops, give
+// the bits of the unfused ops that hooks there (resid_pre, resid_mid,
+// resid_post, mlp.hook_pre) force: the output of a forward without hooks,
+// and with hooks that read only at points that keep the fusion (the
+// LayerNorms' outputs and scales, mlp.hook_post, hook_mlp_out), and what
+// those hooks see.
+func TestFusedMatchesHooked(t *testing.T) {
+	keepFused := []string{"*hook_normalized", "*hook_scale", "blocks.*.mlp.hook_post", "blocks.*.hook_mlp_out"}
+	splitFused := append([]string{"blocks.*.hook_resid_*", "blocks.*.mlp.hook_pre"}, keepFused...)
+	for _, name := range []string{"gpt2-tiny", "bert-tiny-mlm", "bert-tiny-cls"} {
+		t.Run(name, func(t *testing.T) {
+			m := loadTiny(t, name)
+			in, err := transformer.NewBatch([][]int{{1, 2, 3, 4, 5, 6, 7}, {9, 8, 7}}, nil)
+			require.NoError(t, err)
+			ctx := context.Background()
+			plain, err := m.Forward(ctx, in, nil)
+			require.NoError(t, err)
+			fused, fusedCache, err := m.ForwardWithCache(ctx, in, transformer.Names(keepFused...))
+			require.NoError(t, err)
+			split, splitCache, err := m.ForwardWithCache(ctx, in, transformer.Names(splitFused...))
+			require.NoError(t, err)
+			want := m.Backend.ToHost(split)
+			assert.Equal(t, want, m.Backend.ToHost(plain), "no hooks")
+			assert.Equal(t, want, m.Backend.ToHost(fused), "hooks that keep the fusion")
+			require.NotEmpty(t, fusedCache)
+			for hook, act := range fusedCache {
+				require.Contains(t, splitCache, hook)
+				assert.Equal(t, splitCache[hook].Host(), act.Host(), hook)
+			}
+		})
+	}
+}

@@ -8,6 +8,17 @@
 //
 // Each time is the best of R rounds (each round the mean of enough calls to
 // last about -seconds); it prints one JSON object.
+//
+// With -hooks N it measures the hook path instead (the [hooks] overhead
+// benchmark, transformer's BenchmarkHookOverhead, alternating): N rounds,
+// each a prompt forward with no hooks, one with a no-op hook at every hook
+// point that only observes (all but hook_result and hook_scale) and one
+// with a no-op hook at hook_pattern alone, in turn, so that the three see
+// the same load; it prints the best and the median CPU time (user and
+// system, which other jobs on the machine disturb less than the wall
+// clock) and wall time of each, and their overheads over no hooks.
+//
+//	go run ./bench/cpubench -model DIR -threads 1 -hooks 15
 package main
 
 import (
@@ -19,8 +30,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/modelforensics/fx/engine"
 	"github.com/modelforensics/fx/engine/cpu"
 	"github.com/modelforensics/fx/transformer"
 )
@@ -41,6 +55,7 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds per measurement (the best is kept)")
 	seconds := flag.Float64("seconds", 1, "minimum duration of a round")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	hooks := flag.Int("hooks", 0, "measure the hook overhead over this many alternating rounds instead")
 	flag.Parse()
 	if *profile != "" {
 		f, err := os.Create(*profile)
@@ -53,7 +68,13 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*model, *threads, cpu.Kernels(*kernels), *prompt, *steps, *rounds, *seconds); err != nil {
+	var err error
+	if *hooks > 0 {
+		err = hookOverhead(*model, *threads, cpu.Kernels(*kernels), *prompt, *hooks)
+	} else {
+		err = run(*model, *threads, cpu.Kernels(*kernels), *prompt, *steps, *rounds, *seconds)
+	}
+	if err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "cpubench:", err)
 		os.Exit(1)
@@ -162,4 +183,99 @@ func best(fn func() error, rounds int, seconds float64) (float64, error) {
 		}
 	}
 	return bestSec, nil
+}
+
+// hookOverhead times prompt forwards with no hooks, with a no-op hook at
+// every observing hook point, and with one at hook_pattern alone, rounds
+// times each, in turn, and prints the times and overheads as JSON.
+func hookOverhead(dir string, threads int, kernels cpu.Kernels, prompt, rounds int) error {
+	if dir == "" {
+		return fmt.Errorf("-model DIR is required")
+	}
+	runtime.GOMAXPROCS(threads)
+	be := cpu.New(cpu.WithKernels(kernels))
+	m, err := transformer.Load(dir, be)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	noop := func(*engine.Tensor, *transformer.HookCtx) error { return nil }
+	var observe, pattern []transformer.HookSpec
+	for _, n := range m.HookNames() {
+		if !strings.HasSuffix(n, "hook_result") && !strings.HasSuffix(n, "hook_scale") {
+			observe = append(observe, transformer.Hook(n, noop))
+		}
+		if strings.HasSuffix(n, "hook_pattern") {
+			pattern = append(pattern, transformer.Hook(n, noop))
+		}
+	}
+	ids := make([]int, prompt)
+	for i := range ids {
+		ids[i] = (i * 7919) % m.Config.VocabSize
+	}
+	variants := []struct {
+		name  string
+		hooks []transformer.HookSpec
+	}{{"none", nil}, {"observe-all", observe}, {"pattern", pattern}}
+	cpuSec := make([][]float64, len(variants))
+	wallSec := make([][]float64, len(variants))
+	ctx := context.Background()
+	for r := -1; r < rounds; r++ { // round -1 warms up
+		for i, v := range variants {
+			c0, _ := cpuSeconds()
+			t0 := time.Now()
+			if _, err := m.RunWithHooks(ctx, ids, v.hooks...); err != nil {
+				return err
+			}
+			wall := time.Since(t0).Seconds()
+			c1, ok := cpuSeconds()
+			if r < 0 {
+				continue
+			}
+			wallSec[i] = append(wallSec[i], wall)
+			if ok {
+				cpuSec[i] = append(cpuSec[i], c1-c0)
+			}
+		}
+	}
+	type stats struct {
+		Best   float64 `json:"best_s"`
+		Median float64 `json:"median_s"`
+	}
+	summary := func(xs []float64) stats {
+		if len(xs) == 0 {
+			return stats{}
+		}
+		xs = slices.Sorted(slices.Values(xs))
+		return stats{Best: xs[0], Median: xs[len(xs)/2]}
+	}
+	pct := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return 100 * (a/b - 1)
+	}
+	var results []map[string]any
+	base, baseWall := summary(cpuSec[0]), summary(wallSec[0])
+	for i, v := range variants {
+		c, w := summary(cpuSec[i]), summary(wallSec[i])
+		results = append(results, map[string]any{
+			"hooks":                 v.name,
+			"hook_specs":            len(v.hooks),
+			"cpu":                   c,
+			"wall":                  w,
+			"cpu_best_overhead_%":   pct(c.Best, base.Best),
+			"cpu_median_overhead_%": pct(c.Median, base.Median),
+			"wall_best_overhead_%":  pct(w.Best, baseWall.Best),
+		})
+	}
+	b, err := json.MarshalIndent(map[string]any{
+		"fx": "cpubench -hooks", "threads": threads, "kernels": be.Kernels(), "tokens": prompt,
+		"rounds": rounds, "results": results, "go": runtime.Version(),
+	}, "", " ")
+	if err != nil {
+		return err
+	}
+	fmt.Println(string(b))
+	return nil
 }

@@ -5,7 +5,10 @@
 FXBENCH.txt is the output of engine/gpu's benchmarks (`gpu.test -test.bench .`,
 as bench/gpu/run.sh runs them); TORCH.json is bench/gpu/torch_gpu_bench.py's.
 Each row compares fx with PyTorch at the same precision: FP32 (TF32 off on
-both) or TF32 tensor cores (PyTorch's allow_tf32; fx's cuda-tf32). The anchor
+both), TF32 tensor cores (PyTorch's allow_tf32; fx's cuda-tf32) or BF16
+tensor cores (fx's cuda-bf16: BF16 matmul operands, FP32 everything else;
+beside PyTorch's bf16 matmul for the matmul rows and its bf16 autocast,
+"bf16amp", for the model rows). The anchor
 for the model rows is transformers' GPT2LMHeadModel / BertForSequenceClassification
 in eager mode with its default attention (sdpa) and, where measured, the same
 model under torch.compile. "fx/torch" is fx's time over PyTorch's: below 1 is
@@ -100,10 +103,13 @@ def main():
         ("BERTBaseClassify/%s/B=32,T=128", "BERTBaseCls/B=32,T=128/%s/attn=sdpa", "ms/op"),
     ]
     for fxname, tname, unit in model_rows:
-        for prec in ("fp32", "tf32"):
+        for prec in ("fp32", "tf32", "bf16"):
             f = fx.get("Benchmark" + fxname % prec, {}).get(unit)
-            t = torch_ms(torch, tname % prec)
-            c = torch_ms(torch, tname % prec + "/compile")
+            if f is None and prec == "bf16":
+                continue  # a log from before BF16 mode
+            tprec = "bf16amp" if prec == "bf16" else prec  # fx's BF16 products beside torch's bf16 autocast
+            t = torch_ms(torch, tname % tprec)
+            c = torch_ms(torch, tname % tprec + "/compile")
             extra = ""
             if unit == "ms/step":
                 lp = fx.get("Benchmark" + fxname % prec, {}).get("launches/step")

@@ -51,7 +51,7 @@ func analyzeCF(args []string, stdout, stderr io.Writer) error {
 	replayFlag := fs.Bool("replay", false, "replay on the model the activations cf.values names that the bundle does not store (a minimal bundle always is)")
 	noReplay := fs.Bool("no-replay", false, "never replay: score only what the bundle holds (a minimal bundle: its sketches)")
 	modelFlag := fs.String("model", "", "model to replay on (default: the one the manifest names)")
-	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 for TF32 matmuls (cuda-tf32)")
+	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 or -bf16 for TF32 or BF16 tensor-core matmuls (cuda-tf32, cuda-bf16)")
 	config := fs.String("config", "", "YAML config file over configs/default.yaml (cf section, bundle limits)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: fx analyze BUNDLE [--baseline F.fxbase] --out report/ [flags]   CF → CCA → report/certificate.json")

@@ -28,7 +28,7 @@ func cmdBaseline(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	config := fs.String("config", "", "YAML config file over configs/default.yaml (cf section; recording.sketch must match the bundles to score)")
 	maxNew := fs.Int("max-new-tokens", -1, "tokens each GPT-2 prompt generates, as the incidents did (default: the config's cf.baseline.max_new_tokens, 8)")
 	quantize := fs.String("quantize", "", "int8 or fp16 (default: the config's cf.quantize, int8)")
-	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 for TF32 matmuls (cuda-tf32)")
+	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 or -bf16 for TF32 or BF16 tensor-core matmuls (cuda-tf32, cuda-bf16)")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
 	quiet := fs.Bool("quiet", false, "no progress bar (there is none unless standard error is a terminal)")
 	fs.Usage = func() {

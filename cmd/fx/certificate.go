@@ -23,7 +23,7 @@ func cmdCertificate(args []string, _ io.Reader, stdout, stderr io.Writer) error 
 	bundleDir := fs.String("bundle", "", "the incident bundle the certificate is about (required)")
 	modelFlag := fs.String("model", "", "model to replay on (default: the one the manifest names)")
 	scenarioDir := fs.String("scenario", "", "scenario directory, for detectors bundles do not record (default: the model directory when it holds ground_truth.json)")
-	device := fs.String("device", "cpu", "auto, cpu, cuda, cuda:N, cuda-tf32 (replay is bit for bit on the recording's backend)")
+	device := fs.String("device", "cpu", "auto, cpu, cuda, cuda:N, cuda-tf32, cuda-bf16 (replay is bit for bit on the recording's backend)")
 	config := fs.String("config", "", "YAML config file over configs/default.yaml (cca.tolerance, bundle limits)")
 	asJSON := fs.Bool("json", false, "print the verification report as JSON")
 	fs.Usage = func() {

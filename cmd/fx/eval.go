@@ -51,7 +51,7 @@ func evalCF(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print JSON (every metric, rank histograms)")
 	check := fs.Bool("check", false, "exit 1 when the combined signals miss a target (top-2 ≥ 90%, AUROC ≥ 0.9) on a scenario")
 	config := fs.String("config", "", "YAML config file over configs/default.yaml (cf section)")
-	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 for TF32 matmuls (cuda-tf32)")
+	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 or -bf16 for TF32 or BF16 tensor-core matmuls (cuda-tf32, cuda-bf16)")
 	quiet := fs.Bool("quiet", false, "no progress bar (there is none unless standard error is a terminal)")
 	limit := fs.Int("prompts", 0, "use only the first N failing and N benign prompts of each file (a quick check; 0: all)")
 	fs.Usage = func() {

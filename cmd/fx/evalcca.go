@@ -221,13 +221,14 @@ func evalScenario(ctx context.Context, sc *scenario.Scenario, m *transformer.Mod
 		row.MeanSize += float64(len(res.FixSet))
 		row.MeanFrac += float64(len(res.FixSet)) / float64(res.Candidates)
 		acts := 0
-		var sites []string
+		var sites, raw []string
 		for _, mb := range res.FixSet {
 			acts += len(mb.Values)
 			if mb.Values == nil {
 				acts++
 			}
-			sites = append(sites, mb.Site.String())
+			sites = append(sites, truthSite(mb))
+			raw = append(raw, mb.Site.String())
 		}
 		row.MeanActFrac += float64(acts*len(p.Tokens)) / float64(res.CandidateActivations)
 		hits, stages := 0, map[int]bool{}
@@ -278,9 +279,18 @@ func evalScenario(ctx context.Context, sc *scenario.Scenario, m *transformer.Mod
 		for _, mb := range cfRes.FixSet {
 			cfSites = append(cfSites, mb.Site.String())
 		}
-		if slices.Equal(sites, cfSites) {
+		if slices.Equal(raw, cfSites) {
 			row.SameSet++
 		}
 	}
 	return row, nil
+}
+
+// truthSite names a fix-set member as ground_truth.json names components:
+// a head's query or key (with cca.query_key) is its head, hook_z[head=H].
+func truthSite(mb cca.Member) string {
+	if mb.Kind == "q" || mb.Kind == "k" {
+		return fmt.Sprintf("blocks.%d.attn.hook_z[head=%d]", mb.Layer, mb.Index)
+	}
+	return mb.Site.String()
 }

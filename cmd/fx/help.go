@@ -308,10 +308,11 @@ const helpDevices = `--device picks the backend:
   %s
 
 auto (the default of most commands) takes GPU 0 when libcuda.so.1 and a GPU are present, else the
-CPU; cuda without them is an error. The -tf32 forms run matmuls on TF32 tensor cores (within 1e-2
-of the CPU instead of 1e-4). The CPU backend is bit-identical from run to run and for any
-GOMAXPROCS. fx analyze BUNDLE, fx certificate verify and fx report --bundle default to cpu: a
-replay is bit for bit only on the recording's backend.
+CPU; cuda without them is an error. The -tf32 and -bf16 forms run matmuls on TF32 or BF16 tensor
+cores: logits within 1e-2 (TF32) or 2.5e-2 (BF16) of the CPU instead of 1e-4; BF16 converts each
+weight once. The CPU backend is bit-identical from run to run and for any GOMAXPROCS. fx analyze
+BUNDLE, fx certificate verify and fx report --bundle default to cpu: a replay is bit for bit only
+on the recording's backend.
 `
 
 const helpExitCodes = `0  ok.

@@ -28,7 +28,7 @@ func cmdPatch(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	outFile := fs.String("out", "", "write the sweep as JSON to this file (default: standard output)")
 	pngFile := fs.String("png", "", "write a heatmap of the normalized metric (layer × site) to this PNG")
 	batch := fs.Int("batch", 16, "intervention sets per batched forward")
-	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 for TF32 matmuls (cuda-tf32)")
+	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 or -bf16 for TF32 or BF16 tensor-core matmuls (cuda-tf32, cuda-bf16)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: fx patch MODEL --clean TEXT --corrupt TEXT --metric METRIC --sites SITES [flags]")
 		fmt.Fprintln(stderr, "Activation patching (denoising): each site of the corrupt run is patched from the clean run.")

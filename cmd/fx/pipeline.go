@@ -27,7 +27,7 @@ func analyzePipeline(args []string, _ io.Reader, stdout, stderr io.Writer) error
 	out := fs.String("out", "", "report directory: certificate.json, cf.json, analysis.json, summary.txt (required)")
 	modelFlag := fs.String("model", "", "model to replay on (default: the one the manifest names)")
 	scenarioDir := fs.String("scenario", "", "scenario directory (default: the model directory when it holds ground_truth.json)")
-	device := fs.String("device", "cpu", "auto, cpu, cuda, cuda:N; -tf32 for TF32 matmuls (cuda-tf32)")
+	device := fs.String("device", "cpu", "auto, cpu, cuda, cuda:N; -tf32 or -bf16 for TF32 or BF16 tensor-core matmuls (cuda-tf32, cuda-bf16)")
 	config := fs.String("config", "", "YAML config file over configs/default.yaml (cf and cca sections)")
 	layersFlag := fs.String("layers", "", "comma-separated layers to search instead of CF's (e.g. 1,2)")
 	gran := fs.String("granularity", "", "neuron, head, layer or auto (neurons for MLPs, heads for attention); default cca.granularity")

@@ -19,7 +19,7 @@ func cmdReplay(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("replay", stderr)
 	modelFlag := fs.String("model", "", "model to replay on (default: the one the manifest names)")
 	allowMismatch := fs.Bool("allow-model-mismatch", false, "replay on model files that differ from the recorded ones (sha256), reporting the difference")
-	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 for TF32 matmuls (cuda-tf32)")
+	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 or -bf16 for TF32 or BF16 tensor-core matmuls (cuda-tf32, cuda-bf16)")
 	config := fs.String("config", "", "YAML config file over configs/default.yaml (bundle limits)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	var intervene listFlag

@@ -38,7 +38,7 @@ func cmdReport(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	bundleDir := fs.String("bundle", "", "replay this bundle to verify every claim of the certificate (as fx certificate verify) and show the result; without it the page says \"not verified here\"")
 	modelFlag := fs.String("model", "", "with --bundle: model to replay on (default: the one the manifest names)")
 	scenarioDir := fs.String("scenario", "", "with --bundle: scenario directory, for detectors bundles do not record (default: the model directory when it holds ground_truth.json)")
-	device := fs.String("device", "cpu", "with --bundle: auto, cpu, cuda, cuda:N, cuda-tf32 (replay is bit for bit on the recording's backend)")
+	device := fs.String("device", "cpu", "with --bundle: auto, cpu, cuda, cuda:N, cuda-tf32, cuda-bf16 (replay is bit for bit on the recording's backend)")
 	config := fs.String("config", "", "with --bundle: YAML config file over configs/default.yaml (cca.tolerance, bundle limits)")
 	asJSON := fs.Bool("json", false, "print what was written and the verification as JSON")
 	quiet := fs.Bool("quiet", false, "no progress bar (there is none unless standard error is a terminal)")

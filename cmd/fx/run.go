@@ -45,7 +45,7 @@ func cmdRun(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	topP := fs.Float64("top-p", 0, "sample from the smallest set reaching probability P (0: all)")
 	seed := fs.Uint64("seed", 0, "sampler seed")
 	stopEOS := fs.Bool("stop-at-eos", false, "stop generating after <|endoftext|>")
-	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 for TF32 matmuls (cuda-tf32)")
+	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 or -bf16 for TF32 or BF16 tensor-core matmuls (cuda-tf32, cuda-bf16)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	var dumps, intervene listFlag
 	fs.Var(&dumps, "dump", "HOOK=FILE.npy: write a hook's activation over the input as float32 .npy (repeatable)")

@@ -131,7 +131,7 @@ func scenarioCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("scenario check", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	seed := fs.Uint64("seed", 1, "seed of the random components ablated as the control")
-	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 for TF32 matmuls (cuda-tf32)")
+	device := fs.String("device", "auto", "auto, cpu, cuda, cuda:N; -tf32 or -bf16 for TF32 or BF16 tensor-core matmuls (cuda-tf32, cuda-bf16)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: fx scenario check DIR [--json]")
 		fmt.Fprintln(stderr, "Runs the scenario's prompts plain, with the ground truth zero-ablated and with as many random")

@@ -33,7 +33,9 @@ func Run(t *testing.T, b engine.Backend) {
 	t.Run("MatMul", s.testMatMul)
 	t.Run("LayerNorm", s.testLayerNorm)
 	t.Run("LayerNormScale", s.testLayerNormScale)
+	t.Run("AddLayerNorm", s.testAddLayerNorm)
 	t.Run("GELU", s.testGELU)
+	t.Run("MatMulGELU", s.testMatMulGELU)
 	t.Run("Tanh", s.testTanh)
 	t.Run("Add", s.testAdd)
 	t.Run("Embedding", s.testEmbedding)
@@ -328,6 +330,73 @@ func (s *suite) testLayerNormScale(t *testing.T) {
 	s.unchanged(t, y)
 }
 
+// refLayerNorm is LayerNorm over rows of d in float64.
+func refLayerNorm(x, gamma, beta []float32, d int, eps float32) []float64 {
+	out := make([]float64, len(x))
+	for row := 0; row < len(x); row += d {
+		mean, v := refMoments(x[row : row+d])
+		for i := range d {
+			out[row+i] = (float64(x[row+i])-mean)/math.Sqrt(v+float64(eps))*float64(gamma[i]) + float64(beta[i])
+		}
+	}
+	return out
+}
+
+// testAddLayerNorm checks the fused residual add and LayerNorm: the sum
+// exactly (one float32 addition per element), the normalised sum against
+// float64, and both against Add then LayerNorm.
+func (s *suite) testAddLayerNorm(t *testing.T) {
+	t.Run("by hand", func(t *testing.T) {
+		// The sum is (1, 2, 3, 4): mean 2.5, variance 1.25.
+		x := s.in([]float32{0.5, 3, 3, 0}, 1, 4)
+		delta := s.in([]float32{0.5, -1, 0, 4}, 1, 4)
+		g := s.in([]float32{1, 1, 2, 1}, 4)
+		beta := s.in([]float32{0, 0, 0, 10}, 4)
+		sd := math.Sqrt(1.25)
+		sum, normed := s.b.AddLayerNorm(x.t, delta.t, g.t, beta.t, 0)
+		s.exact(t, sum, []int{1, 4}, []float32{1, 2, 3, 4})
+		s.close(t, normed, []int{1, 4}, []float64{-1.5 / sd, -0.5 / sd, 2 * 0.5 / sd, 1.5/sd + 10})
+		s.unchanged(t, x, delta, g, beta)
+	})
+	tests := []struct {
+		name   string
+		shape  []int
+		offset float32
+		eps    float32
+	}{
+		{"odd", []int{2, 7, 61}, 0, 1e-5},
+		{"offset", []int{3, 768}, 100, 1e-5},
+		{"large eps", []int{4, 15}, 0, 0.5},
+		{"vector", []int{37}, 3, 1e-12},
+		{"many rows", []int{300, 33}, 0, 1e-5},
+		{"no rows", []int{0, 8}, 0, 1e-5},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rng(t)
+			n := engine.NumElements(tc.shape)
+			xv, dv := randn(r, n), randn(r, n)
+			for i := range xv {
+				xv[i] = xv[i]*0.5 + tc.offset
+			}
+			x, delta := s.in(xv, tc.shape...), s.in(dv, tc.shape...)
+			d := tc.shape[len(tc.shape)-1]
+			g, beta := s.randIn(r, d), s.randIn(r, d)
+			wantSum := make([]float32, n)
+			for i := range wantSum {
+				wantSum[i] = xv[i] + dv[i]
+			}
+			sum, normed := s.b.AddLayerNorm(x.t, delta.t, g.t, beta.t, tc.eps)
+			s.exact(t, sum, tc.shape, wantSum)
+			s.close(t, normed, tc.shape, refLayerNorm(wantSum, g.vals, beta.vals, d, tc.eps))
+			// And the two ops it fuses, within the tolerance.
+			two := s.b.LayerNorm(s.b.Add(x.t, delta.t), g.t, beta.t, tc.eps)
+			closeTo(t, s.host(t, normed, tc.shape), f64(s.host(t, two, tc.shape)), Tolerance)
+			s.unchanged(t, x, delta, g, beta)
+		})
+	}
+}
+
 func geluTanh(x float64) float64 {
 	return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
 }
@@ -370,6 +439,75 @@ func (s *suite) testGELU(t *testing.T) {
 			}
 			s.close(t, s.b.GELU(x.t, tc.kind), x.t.Shape(), want)
 			s.unchanged(t, x)
+		})
+	}
+}
+
+// testMatMulGELU checks the matmul with the GELU epilogue against GELU of
+// the float64 product, and against MatMul then GELU.
+func (s *suite) testMatMulGELU(t *testing.T) {
+	t.Run("by hand", func(t *testing.T) {
+		// x·w + bias = [[0, 1], [-1, 2]].
+		x := s.in([]float32{1, 0, 0, 1}, 2, 2)
+		w := s.in([]float32{1, 2, 0, 3}, 2, 2)
+		bias := s.in([]float32{-1, -1}, 2)
+		s.close(t, s.b.MatMulGELU(x.t, w.t, bias.t, false, engine.GELUTanh), []int{2, 2},
+			[]float64{0, 0.8411919906082768, -0.15880800939172324, 1.954597694087775})
+		s.close(t, s.b.MatMulGELU(x.t, w.t, bias.t, false, engine.GELUErf), []int{2, 2},
+			[]float64{0, 0.8413447460685429, -0.15865525393145707, 1.9544997361036416})
+		s.unchanged(t, x, w, bias)
+	})
+	tests := []struct {
+		name   string
+		lead   []int // leading dimensions of x
+		k, n   int
+		bias   bool
+		transW bool
+		kind   engine.Activation
+	}{
+		{"vector x", nil, 7, 5, true, false, engine.GELUTanh},
+		{"odd", []int{5}, 37, 61, true, false, engine.GELUTanh},
+		{"odd transW erf", []int{5}, 37, 61, true, true, engine.GELUErf},
+		{"leading dims", []int{2, 3}, 37, 61, false, false, engine.GELUErf},
+		{"K 768", []int{3}, 768, 67, true, false, engine.GELUTanh},
+		{"K 768 transW", []int{3}, 768, 67, true, true, engine.GELUErf},
+		{"many rows", []int{70}, 19, 33, true, false, engine.GELUTanh},
+		{"many rows transW", []int{130}, 40, 129, true, true, engine.GELUTanh},
+		{"no rows", []int{0}, 8, 3, true, false, engine.GELUTanh},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rng(t)
+			m := engine.NumElements(tc.lead)
+			x := s.randIn(r, append(slices.Clone(tc.lead), tc.k)...)
+			wShape := []int{tc.k, tc.n}
+			if tc.transW {
+				wShape = []int{tc.n, tc.k}
+			}
+			w := s.randIn(r, wShape...)
+			ins := []input{x, w}
+			var biasT *engine.Tensor
+			var biasV []float32
+			if tc.bias {
+				bias := s.randIn(r, tc.n)
+				biasT, biasV = bias.t, bias.vals
+				ins = append(ins, bias)
+			}
+			f := geluTanh
+			if tc.kind == engine.GELUErf {
+				f = geluErf
+			}
+			want := refMatMul(x.vals, w.vals, biasV, m, tc.k, tc.n, tc.transW)
+			for i, v := range want {
+				want[i] = f(v)
+			}
+			shape := append(slices.Clone(tc.lead), tc.n)
+			got := s.b.MatMulGELU(x.t, w.t, biasT, tc.transW, tc.kind)
+			s.close(t, got, shape, want)
+			// And the two ops it fuses, within the tolerance.
+			two := s.b.GELU(s.b.MatMul(x.t, w.t, biasT, tc.transW), tc.kind)
+			closeTo(t, s.host(t, got, shape), f64(s.host(t, two, shape)), Tolerance)
+			s.unchanged(t, ins...)
 		})
 	}
 }
@@ -876,6 +1014,10 @@ func (s *suite) testPanics(t *testing.T) {
 		{"MatMul inner transW", func() { s.b.MatMul(x.t, s.randIn(r, 5, 3).t, nil, true) }},
 		{"MatMul bias", func() { s.b.MatMul(x.t, s.randIn(r, 5, 3).t, s.randIn(r, 4).t, false) }},
 		{"LayerNorm gamma", func() { s.b.LayerNorm(x.t, s.randIn(r, 4).t, s.randIn(r, 5).t, 1e-5) }},
+		{"AddLayerNorm delta", func() { s.b.AddLayerNorm(x.t, s.randIn(r, 5).t, s.randIn(r, 5).t, s.randIn(r, 5).t, 1e-5) }},
+		{"AddLayerNorm gamma", func() { s.b.AddLayerNorm(x.t, s.randIn(r, 2, 5).t, s.randIn(r, 4).t, s.randIn(r, 5).t, 1e-5) }},
+		{"MatMulGELU inner", func() { s.b.MatMulGELU(x.t, s.randIn(r, 4, 3).t, nil, false, engine.GELUTanh) }},
+		{"MatMulGELU activation", func() { s.b.MatMulGELU(x.t, s.randIn(r, 5, 3).t, nil, false, engine.Activation(99)) }},
 		{"Add not a suffix", func() { s.b.Add(x.t, s.randIn(r, 2).t) }},
 		{"Concat trailing", func() { s.b.Concat(s.randIn(r, 1, 2, 3).t, s.randIn(r, 1, 2, 4).t) }},
 		{"Concat batch", func() { s.b.Concat(s.randIn(r, 1, 2, 3).t, s.randIn(r, 2, 2, 3).t) }},

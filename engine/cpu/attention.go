@@ -98,20 +98,23 @@ func (a *attnShape) scoresRow(o, qd, kd []float32, scale float32, mask engine.At
 func (a *attnShape) mixRow(z, p, vd []float32, sc *attnScratch, r int) {
 	bi, hh := r/(a.h*a.tq), r/a.tq%a.h
 	// The keys whose weight is not zero, in order.
-	w, off := sc.w[:0], sc.off[:0]
-	for j, pj := range p {
+	w, off := sc.w[:len(p)], sc.off[:len(p)]
+	n, o, step := 0, (bi*a.tk*a.h+hh)*a.dh, a.h*a.dh
+	for _, pj := range p {
 		if pj != 0 {
-			w = append(w, pj)
-			off = append(off, ((bi*a.tk+j)*a.h+hh)*a.dh)
+			w[n], off[n] = pj, o
+			n++
 		}
+		o += step
 	}
+	w, off = w[:n], off[:n]
 	if a.simd != nil && a.simd.mix != nil && a.dh%32 == 0 && a.dh > 0 && len(w) > 0 {
 		_ = vd[off[len(off)-1] : off[len(off)-1]+a.dh]
 		a.simd.mix(&z[0], a.dh, &w[0], &off[0], len(w), &vd[0])
 		return
 	}
 	vrow := func(n int) []float32 { return vd[off[n] : off[n]+a.dh] }
-	n := 0
+	n = 0
 	for ; n+4 <= len(w); n += 4 {
 		axpy1x4(z, w[n], w[n+1], w[n+2], w[n+3], vrow(n), vrow(n+1), vrow(n+2), vrow(n+3))
 	}

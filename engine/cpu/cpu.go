@@ -14,7 +14,9 @@
 //
 //   - MatMul and HeadResult run BLIS-style: x and w packed into panels,
 //     cache blocking, 6×16 register tiles (and narrower tiles for the last
-//     rows and for products of few rows), the bias added in the kernel.
+//     rows and for products of few rows), the bias added in the kernel;
+//     products of 1–3 rows stream w in place through gemv kernels (for
+//     w [N, K], with 8×8 transposes in registers).
 //   - GELU (GELUTanh) runs in float32 SIMD, within a few float32 ulps of
 //     the float64 GELU of KernelsGo (tens of ulps where it is tiny, x < -2).
 //   - AttnScores, AttnMix, Attention and Softmax run their dot products,
@@ -62,6 +64,8 @@
 //     before they are added.
 //   - Attention gives exactly the bits of AttnMix(Softmax(AttnScores(…))):
 //     one query row at a time, by the same code.
+//   - AddLayerNorm gives exactly the bits of Add then LayerNorm, and
+//     MatMulGELU those of MatMul then GELU, by the same code.
 //   - LayerNorm and LayerNormScale take the mean and the biased variance in
 //     float64, in two passes over the row, each with four partial sums.
 //   - Softmax and SumAxis sum in float64 in index order.

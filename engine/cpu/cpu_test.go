@@ -79,18 +79,23 @@ func workload(be engine.Backend) map[string][]float32 {
 	pattern := be.Softmax(scores)
 	z := be.AttnMix(pattern, v)
 	hr := be.HeadResult(z, wo, false)
+	sum, normed := be.AddLayerNorm(lx, be.FromHost(randSlice(12, lnRows*lnD), lnRows, lnD), g, beta, 1e-5)
 	return map[string][]float32{
-		"MatMul":         be.MatMul(x, w, bias, false).Host(),
-		"MatMul transW":  be.MatMul(x, wt, bias, true).Host(),
-		"LayerNorm":      be.LayerNorm(lx, g, beta, 1e-5).Host(),
-		"LayerNormScale": be.LayerNormScale(lx, 1e-5).Host(),
-		"GELU":           be.GELU(lx, engine.GELUTanh).Host(),
-		"AttnScores":     scores.Host(),
-		"Softmax":        pattern.Host(),
-		"AttnMix":        z.Host(),
-		"Attention":      be.Attention(q, kk, v, 0.125, mask).Host(),
-		"HeadResult":     hr.Host(),
-		"SumAxis":        be.SumAxis(hr, 2).Host(),
+		"AddLayerNorm sum":    sum.Host(),
+		"AddLayerNorm normed": normed.Host(),
+		"MatMulGELU":          be.MatMulGELU(x, w, bias, false, engine.GELUTanh).Host(),
+		"MatMulGELU erf":      be.MatMulGELU(x, wt, bias, true, engine.GELUErf).Host(),
+		"MatMul":              be.MatMul(x, w, bias, false).Host(),
+		"MatMul transW":       be.MatMul(x, wt, bias, true).Host(),
+		"LayerNorm":           be.LayerNorm(lx, g, beta, 1e-5).Host(),
+		"LayerNormScale":      be.LayerNormScale(lx, 1e-5).Host(),
+		"GELU":                be.GELU(lx, engine.GELUTanh).Host(),
+		"AttnScores":          scores.Host(),
+		"Softmax":             pattern.Host(),
+		"AttnMix":             z.Host(),
+		"Attention":           be.Attention(q, kk, v, 0.125, mask).Host(),
+		"HeadResult":          hr.Host(),
+		"SumAxis":             be.SumAxis(hr, 2).Host(),
 	}
 }
 
@@ -284,5 +289,45 @@ func TestAttentionKernelsBits(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFusedBits checks that the fused ops have exactly the bits of the ops
+// they fuse, with every set of kernels and worker count: AddLayerNorm those
+// of Add then LayerNorm, MatMulGELU those of MatMul then GELU.
+func TestFusedBits(t *testing.T) {
+	for _, workers := range []int{1, 3} {
+		for kn, be := range kernelSets(t, cpu.WithWorkers(workers)) {
+			t.Run(fmt.Sprintf("%s/workers=%d/AddLayerNorm", kn, workers), func(t *testing.T) {
+				for _, shape := range [][]int{{1, 768}, {2, 128, 768}, {37, 61}, {5, 1}} {
+					n := engine.NumElements(shape)
+					d := shape[len(shape)-1]
+					x := be.FromHost(randSlice(1, n), shape...)
+					delta := be.FromHost(randSlice(2, n), shape...)
+					g, beta := be.FromHost(randSlice(3, d), d), be.FromHost(randSlice(4, d), d)
+					sum, normed := be.AddLayerNorm(x, delta, g, beta, 1e-5)
+					wantSum := be.Add(x, delta)
+					sameBits(t, wantSum.Host(), sum.Host(), shape, "sum")
+					sameBits(t, be.LayerNorm(wantSum, g, beta, 1e-5).Host(), normed.Host(), shape, "normed")
+				}
+			})
+			t.Run(fmt.Sprintf("%s/workers=%d/MatMulGELU", kn, workers), func(t *testing.T) {
+				for _, c := range []struct{ m, k, n int }{{1, 768, 3072}, {128, 768, 3072}, {13, 37, 61}, {9, 5, 3}} {
+					for _, transW := range []bool{false, true} {
+						for _, kind := range []engine.Activation{engine.GELUTanh, engine.GELUErf} {
+							wShape := []int{c.k, c.n}
+							if transW {
+								wShape = []int{c.n, c.k}
+							}
+							x := be.FromHost(randSlice(5, c.m*c.k), c.m, c.k)
+							w := be.FromHost(randSlice(6, c.k*c.n), wShape...)
+							bias := be.FromHost(randSlice(7, c.n), c.n)
+							want := be.GELU(be.MatMul(x, w, bias, transW), kind)
+							sameBits(t, want.Host(), be.MatMulGELU(x, w, bias, transW, kind).Host(), c, transW, kind)
+						}
+					}
+				}
+			})
+		}
 	}
 }

@@ -21,19 +21,27 @@ func (b *Backend) LayerNorm(x, gamma, beta *engine.Tensor, eps float32) *engine.
 	od := out.Host()
 	b.parallel(rows, 4*d, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			row := xd[r*d : r*d+d]
-			mean, v := moments(row)
-			rstd := 1 / math.Sqrt(v+float64(eps))
-			o := od[r*d : r*d+d]
-			o = o[:len(row)]
-			g, bt := gd[:len(row)], bd[:len(row)]
-			for i, xv := range row {
-				n := float32((float64(xv) - mean) * rstd)
-				o[i] = float32(n*g[i]) + bt[i]
-			}
+			layerNormRow(od[r*d:r*d+d], xd[r*d:r*d+d], gd, bd, eps)
 		}
 	})
 	return out
+}
+
+// layerNormRow writes the LayerNorm of row to o (len(row) values each):
+// n = float32((x-mean)·rstd) in float64, then float32(n·γ) + β.
+func layerNormRow(o, row, gamma, beta []float32, eps float32) {
+	normalizeRow(o, row, gamma, beta, eps, rowMean(row))
+}
+
+// normalizeRow is layerNormRow given the row's mean, as rowMean returns it.
+func normalizeRow(o, row, gamma, beta []float32, eps float32, mean float64) {
+	rstd := 1 / math.Sqrt(rowVariance(row, mean)+float64(eps))
+	o = o[:len(row)]
+	g, bt := gamma[:len(row)], beta[:len(row)]
+	for i, xv := range row {
+		n := float32((float64(xv) - mean) * rstd)
+		o[i] = float32(n*g[i]) + bt[i]
+	}
 }
 
 // LayerNormScale returns sqrt(var+eps) of each row of x (last dimension),
@@ -53,12 +61,22 @@ func (b *Backend) LayerNormScale(x *engine.Tensor, eps float32) *engine.Tensor {
 }
 
 // moments returns the mean and biased variance of x in float64, in two
-// passes. Each pass keeps four partial sums, sum j taking indices ≡ j (mod 4)
-// below len(x)&^3, combined as (s0+s1)+(s2+s3), and then adds the tail in
-// order.
+// passes (rowMean, then rowVariance).
 func moments(x []float32) (mean, variance float64) {
 	if len(x) == 0 {
 		return 0, 0
+	}
+	mean = rowMean(x)
+	return mean, rowVariance(x, mean)
+}
+
+// rowMean returns the mean of x in float64 (0 for no values): four
+// partial sums, sum j taking indices ≡ j (mod 4) below len(x)&^3, combined
+// as (s0+s1)+(s2+s3), then the tail added in order. AddLayerNorm takes the
+// same sums as it adds the row.
+func rowMean(x []float32) float64 {
+	if len(x) == 0 {
+		return 0
 	}
 	var s0, s1, s2, s3 float64
 	i := 0
@@ -73,9 +91,18 @@ func moments(x []float32) (mean, variance float64) {
 	for _, v := range x[i:] {
 		s += float64(v)
 	}
-	mean = s / float64(len(x))
-	s0, s1, s2, s3 = 0, 0, 0, 0
-	i = 0
+	return s / float64(len(x))
+}
+
+// rowVariance returns the biased variance of x about mean in float64 (0
+// for no values), with rowMean's four partial sums of the squared
+// deviations.
+func rowVariance(x []float32, mean float64) float64 {
+	if len(x) == 0 {
+		return 0
+	}
+	var s0, s1, s2, s3 float64
+	i := 0
 	for ; i+4 <= len(x); i += 4 {
 		v := x[i : i+4 : i+4]
 		d0, d1, d2, d3 := float64(v[0])-mean, float64(v[1])-mean, float64(v[2])-mean, float64(v[3])-mean
@@ -89,7 +116,7 @@ func moments(x []float32) (mean, variance float64) {
 		d := float64(v) - mean
 		q += float64(d * d)
 	}
-	return mean, q / float64(len(x))
+	return q / float64(len(x))
 }
 
 // geluTanhC is √(2/π).
@@ -99,61 +126,75 @@ const geluTanhC = 0.7978845608028654
 // or, for GELUTanh with KernelsAVX2, in float32 SIMD (see geluTanh in
 // simdKernels) within a few float32 ulps of it.
 func (b *Backend) GELU(x *engine.Tensor, kind engine.Activation) *engine.Tensor {
+	f, cost := b.gelu(kind)
+	out := output(x.Shape()...)
+	b.mapRanges(out.Host(), host("GELU", x), cost, f)
+	return out
+}
+
+// gelu returns the function that writes GELU(src) to dst (dst may be
+// src), and its approximate cost per element in multiply-adds. Each value
+// gets the same arithmetic however the values are split into ranges.
+func (b *Backend) gelu(kind engine.Activation) (f func(dst, src []float32), cost int) {
 	if kind == engine.GELUTanh && b.simd != nil && b.simd.geluTanh != nil {
-		return b.unarySIMD("GELU", x, b.simd.geluTanh)
+		return simdRange(b.simd.geluTanh), 4
 	}
 	switch kind {
 	case engine.GELUTanh:
-		return b.unary("GELU", x, 16, func(v float64) float64 {
+		return float64Range(func(v float64) float64 {
 			return 0.5 * v * (1 + math.Tanh(geluTanhC*(v+0.044715*v*v*v)))
-		})
+		}), 16
 	case engine.GELUErf:
-		return b.unary("GELU", x, 16, func(v float64) float64 {
+		return float64Range(func(v float64) float64 {
 			return 0.5 * v * (1 + math.Erf(v/math.Sqrt2))
-		})
+		}), 16
 	}
 	panic(fmt.Sprintf("cpu: GELU: unknown activation %d", kind))
 }
 
 // Tanh applies tanh elementwise.
 func (b *Backend) Tanh(x *engine.Tensor) *engine.Tensor {
-	return b.unary("Tanh", x, 16, math.Tanh)
-}
-
-// unary applies f elementwise in float64; cost is its approximate cost per
-// element in multiply-adds.
-func (b *Backend) unary(op string, x *engine.Tensor, cost int, f func(float64) float64) *engine.Tensor {
-	xd := host(op, x)
 	out := output(x.Shape()...)
-	od := out.Host()
-	b.parallel(len(xd), cost, func(lo, hi int) {
-		for i, v := range xd[lo:hi] {
-			od[lo+i] = float32(f(float64(v)))
-		}
-	})
+	b.mapRanges(out.Host(), host("Tanh", x), 16, float64Range(math.Tanh))
 	return out
 }
 
-// unarySIMD applies f, a kernel over multiples of 8 values, elementwise.
-// A range's last values (fewer than 8) go through f in a padded buffer, so
-// every value gets the same arithmetic wherever the ranges split.
-func (b *Backend) unarySIMD(op string, x *engine.Tensor, f func(dst, src *float32, n int)) *engine.Tensor {
-	xd := host(op, x)
-	out := output(x.Shape()...)
-	od := out.Host()
-	b.parallel(len(xd), 4, func(lo, hi int) {
-		n8 := (hi - lo) &^ 7
+// mapRanges applies f to src, writing dst (len(src) values; dst may be
+// src), over ranges of the values in parallel; cost is f's approximate cost
+// per element in multiply-adds.
+func (b *Backend) mapRanges(dst, src []float32, cost int, f func(dst, src []float32)) {
+	dst = dst[:len(src)]
+	b.parallel(len(src), cost, func(lo, hi int) { f(dst[lo:hi], src[lo:hi]) })
+}
+
+// float64Range returns the range function that applies f elementwise in
+// float64.
+func float64Range(f func(float64) float64) func(dst, src []float32) {
+	return func(dst, src []float32) {
+		dst = dst[:len(src)]
+		for i, v := range src {
+			dst[i] = float32(f(float64(v)))
+		}
+	}
+}
+
+// simdRange returns the range function of f, a kernel over multiples of 8
+// values. A range's last values (fewer than 8) go through f in a padded
+// buffer, so every value gets the same arithmetic wherever the ranges
+// split.
+func simdRange(f func(dst, src *float32, n int)) func(dst, src []float32) {
+	return func(dst, src []float32) {
+		n8 := len(src) &^ 7
 		if n8 > 0 {
-			f(&od[lo], &xd[lo], n8)
+			f(&dst[0], &src[0], n8)
 		}
-		if lo+n8 < hi {
+		if n8 < len(src) {
 			var buf [8]float32
-			copy(buf[:], xd[lo+n8:hi])
+			copy(buf[:], src[n8:])
 			f(&buf[0], &buf[0], len(buf))
-			copy(od[lo+n8:hi], buf[:])
+			copy(dst[n8:len(src)], buf[:])
 		}
-	})
-	return out
+	}
 }
 
 // Add returns a+b, where b has a's shape or a suffix of it and is broadcast
@@ -201,16 +242,27 @@ func (b *Backend) Softmax(x *engine.Tensor) *engine.Tensor {
 
 // softmaxRow writes the softmax of x to o, using e (len(x)) as scratch.
 // With s's expDiff the exponentials are computed four at a time, with the
-// bits of math.Exp.
+// bits of math.Exp. Trailing -Inf values (keys past a causal limit) are
+// left out of the exponentials and the sum, and get weight 0: exp(-Inf) is
+// exactly 0 and adding 0 changes no sum, so the bits are those of the
+// whole row, unless the row holds a NaN, which then takes the whole row.
 func softmaxRow(o, x []float32, e []float64, s *simdKernels) {
 	o, e = o[:len(x)], e[:len(x)]
+	n := len(x)
+	for n > 0 && math.IsInf(float64(x[n-1]), -1) {
+		n--
+	}
 	mx := float32(math.Inf(-1))
-	for _, v := range x {
+	for _, v := range x[:n] {
 		mx = max(mx, v)
 	}
 	if math.IsInf(float64(mx), -1) {
 		clear(o)
 		return
+	}
+	if mx == mx { // no NaN: leave the trailing -Inf out
+		clear(o[n:])
+		x, o, e = x[:n], o[:n], e[:n]
 	}
 	var sum float64
 	n4 := 0

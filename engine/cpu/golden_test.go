@@ -93,6 +93,30 @@ func TestGolden(t *testing.T) {
 			{"LayerNormScale/offset", "ln_offset_scale", func(t *testing.T) *engine.Tensor {
 				return be.LayerNormScale(tensor(t, "ln_offset_x"), eps)
 			}},
+			// The fused ops against the same goldens: a sum whose float32
+			// addition is exact (0 + x), and a product by the identity.
+			{"AddLayerNorm/normed", "ln_out", func(t *testing.T) *engine.Tensor {
+				x := tensor(t, "ln_x")
+				_, normed := be.AddLayerNorm(be.Zeros(x.Shape()...), x, tensor(t, "ln_gamma"), tensor(t, "ln_beta"), eps)
+				return normed
+			}},
+			{"AddLayerNorm/offset", "ln_offset_out", func(t *testing.T) *engine.Tensor {
+				x := tensor(t, "ln_offset_x")
+				_, normed := be.AddLayerNorm(x, be.Zeros(x.Shape()...), tensor(t, "ln_offset_gamma"), tensor(t, "ln_offset_beta"), eps)
+				return normed
+			}},
+			{"AddLayerNorm/sum", "add_out2", func(t *testing.T) *engine.Tensor {
+				a, b2 := tensor(t, "add_a"), tensor(t, "add_b2")
+				b := be.Add(be.Zeros(a.Shape()...), b2) // add_b2 broadcast to add_a's shape
+				sum, _ := be.AddLayerNorm(a, b, be.FromHost(make([]float32, 61), 61), be.FromHost(make([]float32, 61), 61), eps)
+				return sum
+			}},
+			{"MatMulGELU/tanh", "act_gelu_tanh", func(t *testing.T) *engine.Tensor {
+				return be.MatMulGELU(tensor(t, "act_x").Reshape(-1, 1), be.FromHost([]float32{1}, 1, 1), nil, false, engine.GELUTanh).Reshape(-1)
+			}},
+			{"MatMulGELU/erf", "act_gelu_erf", func(t *testing.T) *engine.Tensor {
+				return be.MatMulGELU(tensor(t, "act_x").Reshape(-1, 1), be.FromHost([]float32{1}, 1, 1), nil, true, engine.GELUErf).Reshape(-1)
+			}},
 			{"GELU/tanh", "act_gelu_tanh", func(t *testing.T) *engine.Tensor {
 				return be.GELU(tensor(t, "act_x"), engine.GELUTanh)
 			}},

@@ -19,8 +19,12 @@ package cpu
 // Products of few rows do less arithmetic per value of w and are bound by
 // reading w, so they read it as it streams best. With w [K, N]: 1–3 rows
 // stream whole rows of w through a gemv kernel; up to packMinRows rows read
-// w in place, unpacked. With w [N, K]: narrow tasks transpose all of k of
-// their rows of w at once (streamW).
+// w in place, unpacked (but packed when w's row stride is a multiple of
+// 4 KiB and the rows need two kernels; see pack). With w [N, K]: 1–3 rows
+// (k a multiple of 8) stream sixteen rows of w at a time through a gemvT
+// kernel, which transposes 8×8 blocks in registers instead of packing
+// them; other narrow tasks transpose all of k of their rows of w at once
+// (streamW).
 //
 // Every kernel computes an element of the output as one lane of one
 // register: starting from the value in the output (zero), one fused
@@ -36,8 +40,10 @@ package cpu
 // (row i at c[i·ldc]), and then adds bias[0:16·panels] when bias is not
 // nil. With load 0 the tile starts from zero and c is not read. Each
 // element of c is one chain of fused multiply-adds over k in order. Strides
-// are in elements.
-type tileKernel func(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias *float32)
+// are in elements. Before it computes, the kernel asks for pfBytes bytes
+// from pf to be brought into L2 (none when pfBytes is 0): the driver's
+// next block of w, one row per call.
+type tileKernel func(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
 
 // gemvKernel computes c += a·b for rows rows (the kernel's own number) of
 // a packed as a[p·rows+i], and the k×n block of b with row p at b[p·ldb],
@@ -61,6 +67,10 @@ type simdKernels struct {
 	packN16 func(dst, src *float32, lds, k, panels, dstride int)
 	// gemv[rows] streams w [K, N] for products of 1–3 rows, or is nil.
 	gemv [4]gemvKernel
+	// gemvT[rows] streams w [N, K] for products of 1–3 rows, or is nil:
+	// like gemv, but b's column j is its row j (b[j·ldb+p]), c starts from
+	// zero and is not read, n is a multiple of 16 and k of 8.
+	gemvT [4]gemvKernel
 	// geluTanh writes GELU (engine.GELUTanh) of src[:n] to dst[:n], n a
 	// multiple of 8, each element independently of the others; or is nil.
 	geluTanh func(dst, src *float32, n int)
@@ -89,6 +99,8 @@ const (
 	simdMC        = 120 // row block (a multiple of kernelRows): 120×256 of x stays in L2
 	maxTaskPanels = 8   // panels per task at most: a packed block of 128 KiB
 	maxGemvPanels = 256 // panels per gemv task at most
+	minGemvPanels = 8   // panels per gemv task at least, with several workers
+	gemvTasks     = 4   // gemv and gemvT tasks per worker, for balance
 	packMinRows   = 13  // w [K, N] is packed for products with at least this many rows
 )
 
@@ -167,8 +179,17 @@ func (b *Backend) gemmSIMD(s *simdKernels, jobs []gemm) {
 		panels := (g.n + panelCols - 1) / panelCols
 		var tp int
 		if g.useGemv(s) {
-			// Long rows stream best: one task per worker.
-			tp = min(max((panels+workers-1)/workers, 1), maxGemvPanels)
+			// Long rows stream best: one task on one worker; with more
+			// workers, a few tasks each (rows of at least 512 bytes), so
+			// that a worker the machine holds back delays only a small
+			// share.
+			tp = panels
+			if workers > 1 {
+				tp = max((panels+gemvTasks*workers-1)/(gemvTasks*workers), minGemvPanels)
+			}
+			tp = min(tp, maxGemvPanels)
+		} else if g.useGemvT(s) {
+			tp = max((panels+gemvTasks*workers-1)/(gemvTasks*workers), 1)
 		} else if g.streamW() {
 			tp = min(4, panels) // one 64-column kernel for few rows
 		} else {
@@ -235,13 +256,25 @@ func (g *gemm) packRows(ap []float32, m0 int) {
 }
 
 // pack reports whether the product packs w: always for w [N, K], and for
-// w [K, N] with enough rows to reuse each panel many times.
-func (g *gemm) pack() bool { return g.transW || g.m >= packMinRows }
+// w [K, N] with enough rows to reuse each panel many times, or with more
+// rows than one kernel covers when w's row stride is a multiple of 4 KiB:
+// read in place, every row of a panel then maps to the same L1 set and
+// lies in another page, and the second kernel down the panel finds none
+// of it in L1.
+func (g *gemm) pack() bool {
+	return g.transW || g.m >= packMinRows || g.m > kernelRows && g.ldw%1024 == 0
+}
 
 // useGemv reports whether the product streams w [K, N] through a gemv
 // kernel.
 func (g *gemm) useGemv(s *simdKernels) bool {
 	return !g.pack() && g.m < len(s.gemv) && s.gemv[g.m] != nil
+}
+
+// useGemvT reports whether the product streams w [N, K] in place through
+// a gemvT kernel.
+func (g *gemm) useGemvT(s *simdKernels) bool {
+	return g.transW && g.m < len(s.gemvT) && s.gemvT[g.m] != nil && g.k%8 == 0
 }
 
 // streamW reports whether the product packs w [N, K] in narrow tasks over
@@ -275,7 +308,8 @@ func (g *gemm) wRegion(pc, kb, p0, p1 int) (off, rows, bytes int) {
 
 // simdTask computes the output columns of panels [p0, p1), with x packed
 // in ap by packRows. While it computes a block it prefetches the next one
-// of w, or the first block of task next of jobs.
+// of w, or the first block of task next of jobs: a row of it per call of
+// the 6-row kernel, which issues the prefetches itself.
 func (g *gemm) simdTask(s *simdKernels, ap []float32, p0, p1 int, sc *simdScratch, jobs []gemm, next blockRef) {
 	n0, n1 := p0*panelCols, min(p1*panelCols, g.n)
 	full := (n1 - n0) / panelCols       // panels of 16 columns
@@ -295,6 +329,20 @@ func (g *gemm) simdTask(s *simdKernels, ap []float32, p0, p1 int, sc *simdScratc
 			return
 		}
 		// The last panel below, alone.
+		n0, full = n0+full*panelCols, 0
+	} else if g.useGemvT(s) {
+		if full > 0 {
+			var bias *float32
+			if g.bias != nil {
+				bias = &g.bias[n0]
+			}
+			g.check(0, g.m, n0, full*panelCols)
+			_ = g.w[n0*g.ldw : (n0+full*panelCols-1)*g.ldw+g.k]
+			s.gemvT[g.m](g.k, &ap[0], &g.w[n0*g.ldw], g.ldw, &g.out[n0], g.ldo, full*panelCols, bias)
+		}
+		if partial == 0 {
+			return
+		}
 		n0, full = n0+full*panelCols, 0
 	}
 	kc := g.kc()
@@ -363,18 +411,20 @@ func (g *gemm) simdTask(s *simdKernels, ap []float32, p0, p1 int, sc *simdScratc
 				b, bs := bq(q), bias(q)
 				for m := m0; m < mFull; m += kernelRows {
 					g.check(m, kernelRows, n0+q*panelCols, panelCols)
-					k6(kb, &ap[pc*g.m+m*kb], b, ldb, pstride, &g.out[m*g.ldo+n0+q*panelCols], g.ldo, load, bs)
+					var pf *float32
+					pfb := 0
 					if prefetched < pfRows {
-						s.prefetchRows(&pfW[pfOff+prefetched*pfLd], pfLd, 1, pfBytes)
+						pf, pfb = &pfW[pfOff+prefetched*pfLd], pfBytes
 						prefetched++
 					}
+					k6(kb, &ap[pc*g.m+m*kb], b, ldb, pstride, &g.out[m*g.ldo+n0+q*panelCols], g.ldo, load, bs, pf, pfb)
 				}
 			}
 			if r := m1 - mFull; r > 0 {
 				for q := 0; q < full; {
 					f, np := s.widest(r, full-q)
 					g.check(mFull, r, n0+q*panelCols, np*panelCols)
-					f(kb, &ap[pc*g.m+mFull*kb], bq(q), ldb, pstride, &g.out[mFull*g.ldo+n0+q*panelCols], g.ldo, load, bias(q))
+					f(kb, &ap[pc*g.m+mFull*kb], bq(q), ldb, pstride, &g.out[mFull*g.ldo+n0+q*panelCols], g.ldo, load, bias(q), nil, 0)
 					q += np
 				}
 			}
@@ -390,7 +440,7 @@ func (g *gemm) simdTask(s *simdKernels, ap []float32, p0, p1 int, sc *simdScratc
 					for i := range r {
 						copy(sc.c[i*panelCols:i*panelCols+partial], g.out[(m+i)*g.ldo+c0:])
 					}
-					s.tile[r][1](kb, &ap[pc*g.m+m*kb], tailB, panelCols, 0, &sc.c[0], panelCols, load, bs)
+					s.tile[r][1](kb, &ap[pc*g.m+m*kb], tailB, panelCols, 0, &sc.c[0], panelCols, load, bs, nil, 0)
 					for i := range r {
 						copy(g.out[(m+i)*g.ldo+c0:(m+i)*g.ldo+c0+partial], sc.c[i*panelCols:])
 					}

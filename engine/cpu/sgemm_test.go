@@ -70,7 +70,10 @@ func fmaChainMatMul(x, w, bias []float32, m, k, n int, transW bool) []float32 {
 // TestMatMulSIMDOrder checks the SIMD kernels bit for bit against an
 // exact model of their documented summation order, at sizes that are not
 // multiples of the tiles (rows of 6, panels of 16 columns, k blocks of
-// 256, row blocks of 120), for both layouts of w, with and without bias.
+// 256, row blocks of 120), for both layouts of w, with and without bias,
+// and on every path of the driver: the gemv kernels for 1–3 rows (w
+// [N, K] with k a multiple of 8 and not), w read in place or packed for
+// few rows (a row stride of 1024 values is packed from 7 rows).
 func TestMatMulSIMDOrder(t *testing.T) {
 	sets := kernelSets(t, cpu.WithWorkers(3))
 	delete(sets, cpu.KernelsGo)
@@ -82,6 +85,7 @@ func TestMatMulSIMDOrder(t *testing.T) {
 		{2, 5, 33}, {2, 17, 96}, {3, 31, 47}, {3, 16, 130}, {4, 9, 31}, {5, 24, 49},
 		{6, 8, 16}, {6, 257, 16}, {7, 19, 18}, {8, 30, 100}, {12, 13, 64}, {13, 21, 35},
 		{19, 300, 37}, {121, 10, 33}, {130, 3, 17},
+		{1, 64, 33}, {2, 24, 47}, {2, 776, 80}, {3, 40, 64}, {8, 256, 40}, {10, 16, 100}, {8, 20, 1024},
 	}
 	for kn, be := range sets {
 		for _, tc := range cases {

@@ -36,6 +36,9 @@ func avx2Kernels() *simdKernels {
 	k.gemv[1] = sgemvAVX2_1
 	k.gemv[2] = sgemvAVX2_2
 	k.gemv[3] = sgemvAVX2_3
+	k.gemvT[1] = sgemvTAVX2_1
+	k.gemvT[2] = sgemvTAVX2_2
+	k.gemvT[3] = sgemvTAVX2_3
 	return k
 }
 
@@ -43,34 +46,34 @@ func avx2Kernels() *simdKernels {
 // of simdKernels for what each computes.
 
 //go:noescape
-func sgemmAVX2_6x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias *float32)
+func sgemmAVX2_6x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
 
 //go:noescape
-func sgemmAVX2_5x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias *float32)
+func sgemmAVX2_5x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
 
 //go:noescape
-func sgemmAVX2_4x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias *float32)
+func sgemmAVX2_4x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
 
 //go:noescape
-func sgemmAVX2_3x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias *float32)
+func sgemmAVX2_3x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
 
 //go:noescape
-func sgemmAVX2_2x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias *float32)
+func sgemmAVX2_2x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
 
 //go:noescape
-func sgemmAVX2_1x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias *float32)
+func sgemmAVX2_1x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
 
 //go:noescape
-func sgemmAVX2_3x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias *float32)
+func sgemmAVX2_3x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
 
 //go:noescape
-func sgemmAVX2_2x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias *float32)
+func sgemmAVX2_2x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
 
 //go:noescape
-func sgemmAVX2_1x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias *float32)
+func sgemmAVX2_1x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
 
 //go:noescape
-func sgemmAVX2_1x64(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias *float32)
+func sgemmAVX2_1x64(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
 
 //go:noescape
 func packT16AVX2(dst, src *float32, lds, n int)
@@ -86,6 +89,15 @@ func sgemvAVX2_2(k int, a, b *float32, ldb int, c *float32, ldc, n int, bias *fl
 
 //go:noescape
 func sgemvAVX2_3(k int, a, b *float32, ldb int, c *float32, ldc, n int, bias *float32)
+
+//go:noescape
+func sgemvTAVX2_1(k int, a, b *float32, ldb int, c *float32, ldc, n int, bias *float32)
+
+//go:noescape
+func sgemvTAVX2_2(k int, a, b *float32, ldb int, c *float32, ldc, n int, bias *float32)
+
+//go:noescape
+func sgemvTAVX2_3(k int, a, b *float32, ldb int, c *float32, ldc, n int, bias *float32)
 
 //go:noescape
 func geluTanhAVX2(dst, src *float32, n int)

@@ -14,10 +14,11 @@ import (
 )
 
 // Names lists what Open takes.
-const Names = "auto, cpu, cuda, cuda:N or cuda-tf32 (cuda:N-tf32)"
+const Names = "auto, cpu, cuda, cuda:N, cuda-tf32 (cuda:N-tf32) or cuda-bf16 (cuda:N-bf16)"
 
 // Open returns the backend name selects: "cpu"; "cuda" or "cuda:N" (GPU
-// N, FP32 matmuls), with "-tf32" for TF32 tensor-core matmuls; "auto"
+// N, FP32 matmuls), with "-tf32" for TF32 or "-bf16" for BF16 tensor-core
+// matmuls; "auto"
 // for GPU 0 when a driver and a GPU are present, else the CPU. "cuda" on a
 // machine without either is an error that says so.
 func Open(name string) (engine.Backend, error) {
@@ -42,11 +43,13 @@ func Open(name string) (engine.Backend, error) {
 	return b, nil
 }
 
-// ParseCUDA parses "cuda", "cuda:N" and their "-tf32" forms.
+// ParseCUDA parses "cuda", "cuda:N" and their "-tf32" and "-bf16" forms.
 func ParseCUDA(name string) (gpu.Options, bool) {
 	var opts gpu.Options
 	if rest, ok := strings.CutSuffix(name, "-tf32"); ok {
 		name, opts.MatMul = rest, gpu.TF32
+	} else if rest, ok := strings.CutSuffix(name, "-bf16"); ok {
+		name, opts.MatMul = rest, gpu.BF16
 	}
 	if name == "cuda" {
 		return opts, true

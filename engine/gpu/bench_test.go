@@ -20,7 +20,7 @@ import (
 // around b.N ops) beside Go's wall-clock ns/op; bench/gpu/run.sh puts them
 // beside PyTorch's times on the same card.
 
-var precisions = []gpu.Precision{gpu.FP32, gpu.TF32}
+var precisions = []gpu.Precision{gpu.FP32, gpu.TF32, gpu.BF16}
 
 // BenchmarkMatMul times MatMul at GPT-2 shapes: x [M, K] · w [K, N] (the
 // Conv1D layout), and the unembedding x · wteᵀ (transW, N = 50257). Inputs
@@ -80,6 +80,49 @@ func benchMatMul(b *testing.B, g *gpu.Backend, m, k, n int, transW bool) {
 	perOp := dev.Seconds() / float64(b.N)
 	b.ReportMetric(perOp*1e3, "ms/op")
 	b.ReportMetric(2*float64(m)*float64(k)*float64(n)/perOp/1e12, "TFLOP/s")
+}
+
+// BenchmarkFused times each fused op against the two ops it replaces, at
+// GPT-2's shapes: MatMulGELU against MatMul then GELU for the MLP's first
+// product ([M, 768]·[768, 3072]), and AddLayerNorm against Add then
+// LayerNorm on the residual stream ([M, 768]).
+func BenchmarkFused(b *testing.B) {
+	for _, prec := range precisions {
+		g := newBackend(b, gpu.Options{MatMul: prec})
+		r := rand.New(rand.NewPCG(1, 2))
+		const d, inner = 768, 3072
+		w, bias := g.FromHost(randn(r, d*inner, 0.02), d, inner), g.FromHost(randn(r, inner, 0.02), inner)
+		gamma, beta := g.FromHost(randn(r, d, 1), d), g.FromHost(randn(r, d, 0.1), d)
+		for _, m := range []int{1, 128, 512, 4096} {
+			x, delta := g.FromHost(randn(r, m*d, 1), m, d), g.FromHost(randn(r, m*d, 1), m, d)
+			for _, c := range []struct {
+				name string
+				op   func()
+			}{
+				{"MatMul+GELU", func() { g.GELU(g.MatMul(x, w, bias, false), engine.GELUTanh) }},
+				{"MatMulGELU", func() { g.MatMulGELU(x, w, bias, false, engine.GELUTanh) }},
+			} {
+				b.Run(fmt.Sprintf("%s/%s/M=%d,K=%d,N=%d", prec, c.name, m, d, inner), func(b *testing.B) {
+					benchForward(b, g, func() error { c.op(); return nil })
+				})
+			}
+			if prec != gpu.FP32 {
+				continue
+			}
+			for _, c := range []struct {
+				name string
+				op   func()
+			}{
+				{"Add+LayerNorm", func() { g.LayerNorm(g.Add(x, delta), gamma, beta, 1e-5) }},
+				{"AddLayerNorm", func() { g.AddLayerNorm(x, delta, gamma, beta, 1e-5) }},
+			} {
+				b.Run(fmt.Sprintf("%s/M=%d,D=%d", c.name, m, d), func(b *testing.B) {
+					benchForward(b, g, func() error { c.op(); return nil })
+				})
+			}
+		}
+		require.NoError(b, g.Sync())
+	}
 }
 
 // BenchmarkGPT2SmallForward times a full forward (every position's logits)

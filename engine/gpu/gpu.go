@@ -25,8 +25,10 @@
 //
 // Every op computes in float32. MatMul runs FP32 FFMA kernels by default
 // (within 1e-4 relative of the CPU backend on a model's logits); with
-// Options.MatMul TF32 products of more than eight rows run on tensor cores
-// with TF32 operands and FP32 accumulation (within 1e-2). Results are
+// Options.MatMul TF32 or BF16 products of more than eight rows run on
+// tensor cores with TF32 or BF16 operands and FP32 accumulation (within
+// 1e-2; BF16 within 2.5e-2, its 8-bit mantissa alone moving some models'
+// logits by 2e-2). Results are
 // deterministic for a given device and kernel choice: no kernel uses
 // atomics, and a reduction split across blocks (split-K) writes partial
 // sums that one more kernel adds in a fixed order.
@@ -52,12 +54,19 @@ const (
 	// TF32 multiplies on tensor cores with TF32 operands (10-bit mantissa)
 	// and float32 accumulation.
 	TF32
+	// BF16 multiplies on tensor cores with bfloat16 operands (8-bit
+	// mantissa) and float32 accumulation; each weight is converted to
+	// BF16 once, on its first product (matmul_bf16.go).
+	BF16
 )
 
-// String returns "fp32" or "tf32".
+// String returns "fp32", "tf32" or "bf16".
 func (p Precision) String() string {
-	if p == TF32 {
+	switch p {
+	case TF32:
 		return "tf32"
+	case BF16:
+		return "bf16"
 	}
 	return "fp32"
 }
@@ -82,6 +91,8 @@ type Backend struct {
 	ctx    *cuda.Context
 	stream *cuda.Stream
 	k      kernelSet
+	bf16   bf16Kernels   // matmul_bf16.go
+	rec    recordKernels // record.go
 	pool   *pool
 
 	mu       sync.Mutex // guards args, err and launches
@@ -121,14 +132,19 @@ func New(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	b := &Backend{opts: opts, ctx: ctx, sms: sms, name: fmt.Sprintf("cuda:%d %s", opts.Ordinal, devName)}
-	if opts.MatMul == TF32 {
-		b.name += " tf32"
+	if opts.MatMul != FP32 {
+		b.name += " " + opts.MatMul.String()
 	}
 	if b.stream, err = ctx.NewStream(); err != nil {
 		ctx.Close()
 		return nil, err
 	}
 	if err := b.k.load(ctx); err != nil {
+		b.stream.Close()
+		ctx.Close()
+		return nil, err
+	}
+	if err := b.loadMore(ctx); err != nil {
 		b.stream.Close()
 		ctx.Close()
 		return nil, err
@@ -148,6 +164,7 @@ func (b *Backend) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	err := b.stream.Synchronize()
+	b.rec.close()
 	if b.pool != nil {
 		b.pool.drain()
 	}
@@ -161,7 +178,7 @@ func (b *Backend) Close() error {
 }
 
 // Name implements engine.Backend: "cuda:0 NVIDIA H100 80GB HBM3", with
-// " tf32" when MatMul runs on TF32 tensor cores.
+// " tf32" or " bf16" when MatMul runs on tensor cores.
 func (b *Backend) Name() string { return b.name }
 
 // Launches returns the number of kernels launched so far.

@@ -123,6 +123,21 @@ func matmulCase(m, k, n int, transW, bias bool, tol float64) parityCase {
 	}
 }
 
+func matmulGELUCase(m, k, n int, transW bool, kind engine.Activation, tol float64) parityCase {
+	ws := []int{k, n}
+	if transW {
+		ws = []int{n, k}
+	}
+	return parityCase{
+		name:   fmt.Sprintf("MatMulGELU/M=%d,K=%d,N=%d,transW=%v,kind=%d", m, k, n, transW, kind),
+		shapes: [][]int{{m, k}, ws, {n}},
+		op: func(b engine.GradBackend, in []*engine.Tensor) []*engine.Tensor {
+			return []*engine.Tensor{b.MatMulGELU(in[0], in[1], in[2], transW, kind)}
+		},
+		tol: tol,
+	}
+}
+
 func attentionCases() []parityCase {
 	mask := func(nb, tk, pad int, causal bool, qoff int) engine.AttnMask {
 		m := engine.AttnMask{Causal: causal, QueryOffset: qoff}
@@ -194,6 +209,14 @@ func parityCases(tf32 bool) []parityCase {
 		}
 	}
 	cases = append(cases, matmulCase(128, 768, 50257, true, false, tol), matmulCase(64, 100, 70, false, false, tol))
+	// The GELU epilogue on each of MatMul's paths at the MLP's shapes: the
+	// skinny kernel (decode), split-K (128 rows), the 128×128 tiles (4096
+	// rows), and odd sizes; BERT's erf form with w [N, K].
+	for _, s := range [][3]int{{1, 768, 3072}, {8, 768, 3072}, {128, 768, 3072}, {4096, 768, 3072}, {37, 61, 53}} {
+		for _, kind := range []engine.Activation{engine.GELUTanh, engine.GELUErf} {
+			cases = append(cases, matmulGELUCase(s[0], s[1], s[2], kind == engine.GELUErf, kind, tol))
+		}
+	}
 	if tf32 {
 		return cases
 	}
@@ -213,6 +236,16 @@ func parityCases(tf32 bool) []parityCase {
 			op: func(b engine.GradBackend, in []*engine.Tensor) []*engine.Tensor {
 				return []*engine.Tensor{b.LayerNorm(in[0], in[1], in[2], 1e-12), b.LayerNormScale(in[0], 1e-12),
 					b.LayerNormBackward(in[0], in[1], in[3], 1e-12)}
+			}},
+		parityCase{name: "AddLayerNorm/8x512x768", shapes: [][]int{{8, 512, 768}, {8, 512, 768}, {768}, {768}}, tol: 1e-5,
+			op: func(b engine.GradBackend, in []*engine.Tensor) []*engine.Tensor {
+				sum, normed := b.AddLayerNorm(in[0], in[1], in[2], in[3], 1e-5)
+				return []*engine.Tensor{sum, normed}
+			}},
+		parityCase{name: "AddLayerNorm/7x1000", shapes: [][]int{{7, 1000}, {7, 1000}, {1000}, {1000}}, tol: 1e-5,
+			op: func(b engine.GradBackend, in []*engine.Tensor) []*engine.Tensor {
+				sum, normed := b.AddLayerNorm(in[0], in[1], in[2], in[3], 1e-12)
+				return []*engine.Tensor{sum, normed}
 			}},
 		parityCase{name: "GELU/4096x3072", shapes: [][]int{{4096, 3072}, {4096, 3072}}, tol: 1e-5,
 			op: func(b engine.GradBackend, in []*engine.Tensor) []*engine.Tensor {
@@ -260,11 +293,11 @@ func parityCases(tf32 bool) []parityCase {
 // the CPU backend's op as the reference, outputs poisoned with NaN before
 // the run, every element checked.
 func TestOpsMatchCPU(t *testing.T) {
-	for _, prec := range []gpu.Precision{gpu.FP32, gpu.TF32} {
+	for _, prec := range []gpu.Precision{gpu.FP32, gpu.TF32, gpu.BF16} {
 		t.Run(prec.String(), func(t *testing.T) {
 			g := newBackend(t, gpu.Options{MatMul: prec})
 			c := cpu.New()
-			for _, tc := range parityCases(prec == gpu.TF32) {
+			for _, tc := range parityCases(prec != gpu.FP32) {
 				t.Run(tc.name, func(t *testing.T) {
 					r := seed(t)
 					var cin, gin []*engine.Tensor
@@ -321,5 +354,39 @@ func TestEditMatchesCPU(t *testing.T) {
 				assert.Zero(t, relDiff(g.ToHost(gt), ct.Host()))
 			})
 		}
+	}
+}
+
+// TestAddLayerNormBits checks that AddLayerNorm has exactly the bits of Add
+// then LayerNorm on the device (fx_add_layernorm repeats fx_add's addition
+// and fx_layernorm's steps), so that a forward pass gives the same bits
+// whether a hook splits the two ops or not.
+func TestAddLayerNormBits(t *testing.T) {
+	g := newBackend(t, gpu.Options{})
+	r := seed(t)
+	for _, shape := range [][]int{{1, 768}, {8, 512, 768}, {7, 1000}, {3, 1}, {70000, 4}} {
+		t.Run(fmt.Sprint(shape), func(t *testing.T) {
+			n, d := engine.NumElements(shape), shape[len(shape)-1]
+			x, delta := g.FromHost(randn(r, n, 1), shape...), g.FromHost(randn(r, n, 1), shape...)
+			gamma, beta := g.FromHost(randn(r, d, 1), d), g.FromHost(randn(r, d, 1), d)
+			sum, normed := g.AddLayerNorm(x, delta, gamma, beta, 1e-5)
+			wantSum := g.Add(x, delta)
+			wantNormed := g.LayerNorm(wantSum, gamma, beta, 1e-5)
+			require.NoError(t, g.Sync())
+			for _, c := range []struct {
+				name      string
+				got, want []float32
+			}{
+				{"sum", g.ToHost(sum), g.ToHost(wantSum)},
+				{"normed", g.ToHost(normed), g.ToHost(wantNormed)},
+			} {
+				require.Len(t, c.got, len(c.want), c.name)
+				for i := range c.want {
+					if math.Float32bits(c.got[i]) != math.Float32bits(c.want[i]) {
+						require.Failf(t, "bits differ", "%s element %d: %v, want %v", c.name, i, c.got[i], c.want[i])
+					}
+				}
+			}
+		})
 	}
 }

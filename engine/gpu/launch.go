@@ -15,6 +15,7 @@ type kernelSet struct {
 	geluTanhBackward, geluErfBackward, tanhBackward cuda.Function
 	editBox                                         cuda.Function
 	layerNorm, layerNormScale, layerNormBackward    cuda.Function
+	addLayerNorm                                    cuda.Function
 	softmax, softmaxBackward                        cuda.Function
 	gatherRows, copyCols, scatterAddRows, sumAxis   cuda.Function
 	attnScores, attnMix, attention, headResult      cuda.Function
@@ -24,6 +25,7 @@ type kernelSet struct {
 	matmulF32, matmulF32Tile64                      cuda.Function
 	matmulTF32, matmulTF32Tile64                    cuda.Function
 	matmulSkinnyPartial, matmulSplitKReduce         cuda.Function
+	matmulSplitKReduceAct                           cuda.Function
 	modules                                         []*cuda.Module
 	// matmulTF32Tile128 is whether fx_matmul_tf32 may have its
 	// tf32SharedBytes of dynamic shared memory on this device.
@@ -40,23 +42,24 @@ func (k *kernelSet) load(ctx *cuda.Context) error {
 		"fx_gelu_tanh_backward": &k.geluTanhBackward, "fx_gelu_erf_backward": &k.geluErfBackward,
 		"fx_tanh_backward": &k.tanhBackward, "fx_edit_box": &k.editBox,
 		"fx_layernorm": &k.layerNorm, "fx_layernorm_scale": &k.layerNormScale,
-		"fx_layernorm_backward": &k.layerNormBackward,
-		"fx_softmax":            &k.softmax, "fx_softmax_backward": &k.softmaxBackward,
+		"fx_layernorm_backward": &k.layerNormBackward, "fx_add_layernorm": &k.addLayerNorm,
+		"fx_softmax": &k.softmax, "fx_softmax_backward": &k.softmaxBackward,
 		"fx_gather_rows": &k.gatherRows, "fx_copy_cols": &k.copyCols,
 		"fx_scatter_add_rows": &k.scatterAddRows, "fx_sum_axis": &k.sumAxis,
 		"fx_attn_scores": &k.attnScores, "fx_attn_mix": &k.attnMix, "fx_attention": &k.attention,
-		"fx_attention_tiled":         &k.attentionTiled,
-		"fx_head_result":             &k.headResult,
-		"fx_attn_scores_backward_dq": &k.attnScoresBackwardDQ,
-		"fx_attn_scores_backward_dk": &k.attnScoresBackwardDK,
-		"fx_attn_mix_backward_dp":    &k.attnMixBackwardDP,
-		"fx_attn_mix_backward_dv":    &k.attnMixBackwardDV,
-		"fx_matmul_f32":              &k.matmulF32,
-		"fx_matmul_f32_64":           &k.matmulF32Tile64,
-		"fx_matmul_tf32":             &k.matmulTF32,
-		"fx_matmul_tf32_64":          &k.matmulTF32Tile64,
-		"fx_matmul_skinny_partial":   &k.matmulSkinnyPartial,
-		"fx_matmul_splitk_reduce":    &k.matmulSplitKReduce,
+		"fx_attention_tiled":          &k.attentionTiled,
+		"fx_head_result":              &k.headResult,
+		"fx_attn_scores_backward_dq":  &k.attnScoresBackwardDQ,
+		"fx_attn_scores_backward_dk":  &k.attnScoresBackwardDK,
+		"fx_attn_mix_backward_dp":     &k.attnMixBackwardDP,
+		"fx_attn_mix_backward_dv":     &k.attnMixBackwardDV,
+		"fx_matmul_f32":               &k.matmulF32,
+		"fx_matmul_f32_64":            &k.matmulF32Tile64,
+		"fx_matmul_tf32":              &k.matmulTF32,
+		"fx_matmul_tf32_64":           &k.matmulTF32Tile64,
+		"fx_matmul_skinny_partial":    &k.matmulSkinnyPartial,
+		"fx_matmul_splitk_reduce":     &k.matmulSplitKReduce,
+		"fx_matmul_splitk_reduce_act": &k.matmulSplitKReduceAct,
 	}
 	found := map[string]bool{}
 	for _, src := range kernels.Modules() {

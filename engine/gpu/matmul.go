@@ -144,9 +144,39 @@ func splitK(k, want, g, kmin, maxSplits int) (kchunk, splits int) {
 // MatMul implements engine.Backend. planMatMul picks the kernel: a split-K
 // kernel that reads w once for at most eight rows (a decode step), else
 // tiled FP32 kernels, or the TF32 tensor-core kernels when Options.MatMul
-// asks; split-K partial sums go to a workspace the backend keeps
+// asks (BF16: matmulBF16, matmul_bf16.go); split-K partial sums go to a workspace the backend keeps
 // (matmulWorkspace) and are added, in order, by fx_matmul_splitk_reduce.
 func (b *Backend) MatMul(x, w, bias *engine.Tensor, transW bool) *engine.Tensor {
+	return b.matmul(x, w, bias, transW, actNone)
+}
+
+// The activations of a matmul's epilogue, as matmul.cu's act argument
+// takes them (fx_gelu.h's FX_ACT_*).
+const (
+	actNone     = 0
+	actGELUTanh = 1
+	actGELUErf  = 2
+)
+
+// MatMulGELU implements engine.Backend: MatMul's kernels with the GELU in
+// their epilogue, applied to each output as it is written (the tiled
+// kernels, to the outputs each thread has just stored; with split-K or the
+// skinny kernel, in fx_matmul_splitk_reduce_act), by the elementwise GELU
+// kernel's code on the same float32 value: the bits of MatMul then GELU.
+// The BF16 products and K = 0 run MatMul's launches, then the GELU kernel
+// in place.
+func (b *Backend) MatMulGELU(x, w, bias *engine.Tensor, transW bool, kind engine.Activation) *engine.Tensor {
+	switch kind {
+	case engine.GELUTanh:
+		return b.matmul(x, w, bias, transW, actGELUTanh)
+	case engine.GELUErf:
+		return b.matmul(x, w, bias, transW, actGELUErf)
+	}
+	panic(fmt.Sprintf("gpu: MatMulGELU: unknown activation %d", kind))
+}
+
+// matmul is MatMul with the epilogue's activation act.
+func (b *Backend) matmul(x, w, bias *engine.Tensor, transW bool, act int) *engine.Tensor {
 	if x.Rank() < 1 || w.Rank() != 2 {
 		panic(fmt.Sprintf("gpu: MatMul: x %v, w %v", x, w))
 	}
@@ -176,22 +206,45 @@ func (b *Backend) MatMul(x, w, bias *engine.Tensor, transW bool) *engine.Tensor 
 			grid, block := gridStride(out.Len())
 			b.launch("MatMul", b.k.add, grid, block, &a)
 		}
+		b.activateInPlace(yp, out.Len(), act)
+		return out
+	}
+	if b.useBF16(m) {
+		b.matmulBF16(yp, xp, w, bp, m, n, k, transW)
+		b.activateInPlace(yp, out.Len(), act)
 		return out
 	}
 	p := planMatMul(m, n, k, transW, b.opts.MatMul, b.sms, b.k.matmulTF32Tile128)
-	b.matmulLaunch(p, yp, xp, wp, bp, m, n, k, transW)
+	b.matmulLaunch(p, yp, xp, wp, bp, m, n, k, transW, act)
 	return out
 }
 
-// matmulLaunch queues plan p's launches for y = x·W + bias (bias 0 for
-// none); b.mu is held.
-func (b *Backend) matmulLaunch(p matmulPlan, yp, xp, wp, bp cuda.DevicePtr, m, n, k int, transW bool) {
+// activateInPlace applies act to the n values at y with the elementwise
+// GELU kernels; b.mu is held.
+func (b *Backend) activateInPlace(y cuda.DevicePtr, n, act int) {
+	f := b.k.geluTanh
+	switch act {
+	case actNone:
+		return
+	case actGELUErf:
+		f = b.k.geluErf
+	}
+	a := b.newArgs()
+	a.ptr(y).ptr(y).int(n)
+	grid, block := gridStride(n)
+	b.launch("MatMul", f, grid, block, &a)
+}
+
+// matmulLaunch queues plan p's launches for y = act(x·W + bias) (bias 0
+// for none); b.mu is held.
+func (b *Backend) matmulLaunch(p matmulPlan, yp, xp, wp, bp cuda.DevicePtr, m, n, k int, transW bool, act int) {
 	// dst gets what the kernel writes: the output, or partial sums in the
-	// workspace that the reduction adds into the output.
-	dst, kbias := yp, bp
-	reduce := p.partial && (p.splits > 1 || bp != 0)
+	// workspace that the reduction adds into the output, with the bias and
+	// the activation.
+	dst, kbias, kact := yp, bp, act
+	reduce := p.partial && (p.splits > 1 || bp != 0 || act != actNone)
 	if p.partial {
-		kbias = 0
+		kbias, kact = 0, actNone
 	}
 	if reduce {
 		if dst = b.matmulWorkspace(4 * p.splits * m * n); dst == 0 {
@@ -204,7 +257,7 @@ func (b *Backend) matmulLaunch(p matmulPlan, yp, xp, wp, bp cuda.DevicePtr, m, n
 		a.ptr(dst).ptr(xp).ptr(wp).int(m).int(n).int(k).bool(transW).int(p.kchunk)
 		b.launch("MatMul", b.k.matmulSkinnyPartial, p.grid, p.block, &a)
 	case mmF32:
-		a.ptr(dst).ptr(xp).ptr(wp).ptr(kbias).int(m).int(n).int(k).bool(transW)
+		a.ptr(dst).ptr(xp).ptr(wp).ptr(kbias).int(m).int(n).int(k).bool(transW).int(kact)
 		b.launch("MatMul", b.k.matmulF32, p.grid, p.block, &a)
 	default:
 		f := b.k.matmulF32Tile64
@@ -213,14 +266,19 @@ func (b *Backend) matmulLaunch(p matmulPlan, yp, xp, wp, bp cuda.DevicePtr, m, n
 		} else if p.kernel == mmTF32Tile64 {
 			f = b.k.matmulTF32Tile64
 		}
-		a.ptr(dst).ptr(xp).ptr(wp).ptr(kbias).int(m).int(n).int(k).bool(transW).int(p.kchunk)
+		a.ptr(dst).ptr(xp).ptr(wp).ptr(kbias).int(m).int(n).int(k).bool(transW).int(p.kchunk).int(kact)
 		b.launchShared("MatMul", f, p.grid, p.block, p.shared, &a)
 	}
 	if reduce {
 		r := b.newArgs()
 		r.ptr(yp).ptr(dst).ptr(bp).int(m).int(n).int(p.splits)
 		grid, block := gridStride(m * n)
-		b.launch("MatMul", b.k.matmulSplitKReduce, grid, block, &r)
+		if act == actNone {
+			b.launch("MatMul", b.k.matmulSplitKReduce, grid, block, &r)
+		} else {
+			r.int(act)
+			b.launch("MatMul", b.k.matmulSplitKReduceAct, grid, block, &r)
+		}
 	}
 }
 

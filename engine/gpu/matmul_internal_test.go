@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelforensics/fx/cuda"
+	"github.com/modelforensics/fx/engine"
 	"github.com/modelforensics/fx/engine/cpu"
 )
 
@@ -210,7 +211,8 @@ func TestSplitK(t *testing.T) {
 // every shape of the kernels' edge lists, both layouts, both precisions,
 // with bias: against the CPU backend (FP32 within 1e-5 of max|cpu|, TF32
 // within 1e-2), with every output poisoned first, and twice, for the same
-// bits.
+// bits; and MatMulGELU (GELU's tanh and erf forms in turn), which must give
+// the bits of MatMul then GELU on every path of the epilogue.
 func TestMatMulEdgesOnDevice(t *testing.T) {
 	if _, err := cuda.Load(); err != nil {
 		t.Skipf("no GPU: %v", err)
@@ -260,6 +262,18 @@ func TestMatMulEdgesOnDevice(t *testing.T) {
 						}
 						assert.LessOrEqual(t, diff/scale, tol, what)
 						assert.True(t, same, "two runs differ: %s", what)
+
+						kind := engine.Activation((m + n + k) % 2)
+						fused := g.ToHost(g.MatMulGELU(x, w, b, transW, kind))
+						twoOps := g.ToHost(g.GELU(g.MatMul(x, w, b, transW), kind))
+						require.NoError(t, g.Sync())
+						for i := range twoOps {
+							if math.Float32bits(fused[i]) != math.Float32bits(twoOps[i]) {
+								assert.Failf(t, "MatMulGELU differs from MatMul then GELU",
+									"%s GELU %d: element %d: %v, want %v", what, kind, i, fused[i], twoOps[i])
+								break
+							}
+						}
 					}
 				}
 			}
@@ -322,7 +336,7 @@ func BenchmarkMatMulKernels(bm *testing.B) {
 				bias := g.FromHost(host(s.n), s.n)
 				run := func(i int) {
 					g.mu.Lock()
-					g.matmulLaunch(p, ys[i%sets], xs[i%sets], wts[i%sets], ptr("", bias), s.m, s.n, s.k, s.transW)
+					g.matmulLaunch(p, ys[i%sets], xs[i%sets], wts[i%sets], ptr("", bias), s.m, s.n, s.k, s.transW, actNone)
 					g.mu.Unlock()
 				}
 				for i := range 3 {

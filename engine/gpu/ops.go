@@ -28,6 +28,28 @@ func (b *Backend) LayerNorm(x, gamma, beta *engine.Tensor, eps float32) *engine.
 	return out
 }
 
+// AddLayerNorm implements engine.Backend with one kernel,
+// fx_add_layernorm: each row is added, then normalised as fx_layernorm
+// does, so the bits are those of Add then LayerNorm.
+func (b *Backend) AddLayerNorm(x, delta, gamma, beta *engine.Tensor, eps float32) (sum, normed *engine.Tensor) {
+	rows, d := engine.SplitLast(x.Shape())
+	if x.Rank() == 0 || !slices.Equal(x.Shape(), delta.Shape()) || gamma.Len() != d || beta.Len() != d {
+		panic(fmt.Sprintf("gpu: AddLayerNorm: x %v, delta %v, gamma %v, beta %v", x, delta, gamma, beta))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sum, normed = b.alloc("AddLayerNorm", x.Shape()...), b.alloc("AddLayerNorm", x.Shape()...)
+	if sum.Len() == 0 {
+		return sum, normed
+	}
+	a := b.newArgs()
+	a.ptr(ptr("AddLayerNorm", sum)).ptr(ptr("AddLayerNorm", normed)).ptr(ptr("AddLayerNorm", x)).
+		ptr(ptr("AddLayerNorm", delta)).ptr(ptr("AddLayerNorm", gamma)).ptr(ptr("AddLayerNorm", beta)).
+		int(rows).int(d).f32(eps)
+	b.launch("AddLayerNorm", b.k.addLayerNorm, dim(min(rows, 65535), 1, 1), dim(256, 1, 1), &a)
+	return sum, normed
+}
+
 // LayerNormScale implements engine.Backend.
 func (b *Backend) LayerNormScale(x *engine.Tensor, eps float32) *engine.Tensor {
 	if x.Rank() == 0 {
@@ -374,6 +396,7 @@ func (b *Backend) Edit(t *engine.Tensor, e engine.Edit) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.bf16.cache.invalidate(t)
 	a := b.newArgs()
 	a.ptr(ptr("Edit", t)).ptr(ptr("Edit", src)).int(int(e.Mode)).f32(e.Value)
 	for _, d := range e.Dims {

@@ -26,14 +26,18 @@ var ErrNoFix = errors.New("cca: no fix among the candidates")
 type Candidate struct {
 	// Site is the activations intervened on.
 	Site transformer.Site
-	// Layer is the site's block; Kind "neuron", "head", "attn_out" or
-	// "mlp_out"; Index the neuron or head (-1 for a layer).
+	// Layer is the site's block; Kind "neuron", "head" (its output,
+	// hook_z), "q" or "k" (its query or key), "attn_out" or "mlp_out";
+	// Index the neuron or head (-1 for a layer).
 	Layer int
 	Kind  string
 	Index int
 	// Attribution is attribution patching's estimate of how much the
-	// intervention lowers the metric; Abs the sum over positions of the
-	// estimate's absolute value (large when effects cancel).
+	// intervention lowers the metric (AtP*'s for query/key sites). Abs is
+	// the cancellation score: the sum over positions of the estimate's
+	// absolute value, averaged with AtP*'s GradDrop over the backward
+	// passes that each drop one downstream layer's writes (large when
+	// effects cancel across positions or paths).
 	Attribution float64
 	Abs         float64
 	// Rank is the candidate's place in the ranking, from 1.
@@ -136,9 +140,7 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 		defer cancel()
 	}
 	res = &Result{Layers: layers, Granularity: cfg.Granularity, Intervention: cfg.Intervention, Notes: slices.Clone(p.Notes)}
-	res.Notes = append(res.Notes, "AtP*'s softmax recomputation applies to query/key sites; the candidates are attention head outputs (hook_z), MLP neurons and layer outputs, so plain attribution is exact in its linearisation there")
-
-	cands := candidates(m, layers, cfg.Granularity)
+	cands := candidates(m, layers, cfg.Granularity, cfg.QueryKey)
 	hooks := hooksOf(cands)
 	sources, srcNote, err := interventionSources(ctx, p, cfg.Intervention, hooks)
 	if err != nil {
@@ -147,12 +149,22 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 	res.Source = srcNote
 	progress("cca: %d candidates in layers %v (%s), intervention %s", len(cands), layers, cfg.Granularity, srcNote)
 
-	// Attribution patching: one backward pass.
+	// Attribution patching: one backward pass (AtP*'s GradDrop adds one per
+	// layer downstream of the candidates).
 	in, err := transformer.NewBatch([][]int{p.Tokens}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("cca: %w", err)
 	}
-	g, err := m.Gradients(ctx, in, p.Metric.Transformer(), transformer.Names(hooks...))
+	ghooks := gradHooks(cands)
+	var drops []int
+	names := slices.Clone(ghooks)
+	if cfg.GradDrop != GradDropOff {
+		for l := layers[0] + 1; l < m.Config.Layers; l++ {
+			drops = append(drops, l)
+			names = append(names, fmt.Sprintf("blocks.%d.hook_attn_out", l), fmt.Sprintf("blocks.%d.hook_mlp_out", l))
+		}
+	}
+	g, err := m.Gradients(ctx, in, p.Metric.Transformer(), transformer.Names(names...))
 	if err != nil {
 		return nil, fmt.Errorf("cca: attribution: %w", err)
 	}
@@ -161,39 +173,76 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 	// Each hook's activation and gradient in host memory, copied once per
 	// hook (a device backend's ToHost copies; thousands of candidates
 	// share a hook).
-	acts, grads := map[string][]float32{}, map[string][]float32{}
-	for _, h := range hooks {
+	est := &estimator{m: m, T: T, acts: map[string][]float32{}, sources: sources, dPattern: map[string][]float64{}}
+	grads := map[string][]float32{}
+	for _, h := range ghooks {
 		a, gr := g.Acts[h], g.Grads[h]
 		if a == nil || gr == nil {
 			return nil, fmt.Errorf("cca: attribution: no gradient for %s", h)
 		}
-		acts[h], grads[h] = m.Backend.ToHost(a), m.Backend.ToHost(gr)
+		est.acts[h], grads[h] = m.Backend.ToHost(a), m.Backend.ToHost(gr)
 	}
 	for i := range cands {
 		c := &cands[i]
-		c.Attribution, c.Abs = attribute(m, *c, acts[c.Site.Hook], grads[c.Site.Hook], sources[c.Site.Hook], T)
+		c.Attribution, c.Abs = estimate(est.perPositionEstimate(*c, grads))
 		res.CandidateActivations += siteSize(m, *c) * T
 	}
 	res.Candidates = len(cands)
-	key := func(c Candidate) float64 { return c.Attribution + cfg.CancellationGuard*c.Abs }
-	sort.SliceStable(cands, func(i, j int) bool { return key(cands[i]) > key(cands[j]) })
-	for i := range cands {
-		cands[i].Rank = i + 1
+	if slices.ContainsFunc(cands, func(c Candidate) bool { return c.Kind == "q" || c.Kind == "k" }) {
+		res.Notes = append(res.Notes, "query/key sites are estimated as AtP* does: the head's attention pattern recomputed exactly with the patched query or key, linearised from the pattern on")
 	}
-	res.Ranking = cands
-	ranked := cands
-	if cfg.MaxCandidates > 0 && len(ranked) > cfg.MaxCandidates {
-		ranked = ranked[:cfg.MaxCandidates]
-		res.Notes = append(res.Notes, fmt.Sprintf("the search used the top %d of %d ranked candidates (cca.max_candidates)", cfg.MaxCandidates, len(cands)))
+	// GradDrop: the cancellation score from one more backward pass per
+	// downstream layer, each with that layer's writes dropped.
+	applyGradDrop := func() error {
+		dropped, err := gradDrop(ctx, m, in, p.Metric.Transformer(), ghooks, g.Acts, drops, &res.Cost)
+		if err != nil {
+			return err
+		}
+		for i := range cands {
+			c := &cands[i]
+			score := 0.0
+			for l := range m.Config.Layers {
+				if gl, ok := dropped[l]; ok && l > c.Layer {
+					_, abs := estimate(est.perPositionEstimate(*c, gl))
+					score += abs
+				} else {
+					score += c.Abs
+				}
+			}
+			c.Abs = score / float64(m.Config.Layers)
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("AtP*'s GradDrop guards the ranking against cancellation: %d more backward passes, each with the gradient through one layer's attention and MLP writes dropped", len(drops)))
+		return nil
 	}
-	members := make([]Member, len(ranked))
-	for i, c := range ranked {
-		members[i] = member(m, c, cfg.Intervention, sources[c.Site.Hook])
+	rank := func() {
+		key := func(c Candidate) float64 { return c.Attribution + cfg.CancellationGuard*c.Abs }
+		sort.SliceStable(cands, func(i, j int) bool { return key(cands[i]) > key(cands[j]) })
+		for i := range cands {
+			cands[i].Rank = i + 1
+		}
+		res.Ranking = cands
 	}
-
+	if cfg.GradDrop == GradDropOn && len(drops) > 0 {
+		if err := applyGradDrop(); err != nil {
+			return res, err
+		}
+	}
+	rank()
+	// Rank, then verify: the search grows its set along the ranking within
+	// the top cca.max_candidates; when even all of those together do not
+	// correct the failure, the ranking missed the causes (attribution
+	// patching estimates each site alone, so a group whose members matter
+	// only together, through a saturated or redundant readout, ranks low),
+	// and the window widens, four times at a time, up to every candidate.
 	ev, err := newEvaluator(ctx, p, cfg, &res.Cost)
 	if err != nil {
 		return nil, err
+	}
+	members := make([]Member, 0, len(cands))
+	memberUpTo := func(k int) {
+		for _, c := range cands[len(members):k] {
+			members = append(members, member(m, c, cfg.Intervention, sources[c.Site.Hook]))
+		}
 	}
 	prefix := func(k int) []int {
 		s := make([]int, k)
@@ -202,26 +251,68 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 		}
 		return s
 	}
-	// The metric without interventions and with every candidate.
-	vals, err := ev.eval(members, [][]int{nil, prefix(len(members))})
+	window := len(cands)
+	if cfg.MaxCandidates > 0 {
+		window = min(cfg.MaxCandidates, len(cands))
+	}
+	memberUpTo(window)
+	// The metric without interventions and with every candidate of the
+	// window.
+	vals, err := ev.eval(members, [][]int{nil, prefix(window)})
 	if err != nil {
 		return res, err
 	}
 	res.Before = vals[0]
-	progress("cca: metric %.4g before, %.4g with all %d candidates", vals[0], vals[1], len(members))
+	progress("cca: metric %.4g before, %.4g with the top %d candidates", vals[0], vals[1], window)
 	if res.Before <= 0 {
 		return res, fmt.Errorf("cca: the failure metric is %.4g (not positive) on the incident: nothing to fix", res.Before)
 	}
+	if vals[1] > 0 && cfg.GradDrop == GradDropAuto && len(drops) > 0 && window < len(cands) {
+		// The ranking missed: guard it against cancellation (AtP*'s
+		// GradDrop), rank again and retry the window before widening.
+		res.Notes = append(res.Notes, fmt.Sprintf("the top %d ranked candidates together left the metric at %.4g (> 0): ranked again with GradDrop (cca.grad_drop auto)", window, vals[1]))
+		if err := applyGradDrop(); err != nil {
+			return res, err
+		}
+		rank()
+		members = members[:0]
+		memberUpTo(window)
+		v, err := ev.eval(members, [][]int{prefix(window)})
+		if err != nil {
+			return res, err
+		}
+		vals[1] = v[0]
+		progress("cca: ranked again with GradDrop: metric %.4g with the top %d candidates", vals[1], window)
+	}
+	lo := 0 // the longest prefix known not to flip
+	for vals[1] > 0 && window < len(cands) {
+		lo = window
+		next := min(4*window, len(cands))
+		res.Notes = append(res.Notes, fmt.Sprintf("the top %d ranked candidates together left the metric at %.4g (> 0): the search widened to the top %d of %d", window, vals[1], next, len(cands)))
+		window = next
+		memberUpTo(window)
+		vals, err = ev.eval(members, [][]int{prefix(window)})
+		if err != nil {
+			return res, err
+		}
+		vals = []float64{res.Before, vals[0]}
+		progress("cca: widened to the top %d candidates: metric %.4g", window, vals[1])
+	}
 	if vals[1] > 0 {
 		return res, fmt.Errorf("%w: with all %d candidates the metric is still %.4g", ErrNoFix, len(members), vals[1])
+	}
+	if window < len(cands) {
+		res.Notes = append(res.Notes, fmt.Sprintf("the search used the top %d of %d ranked candidates (cca.max_candidates)", window, len(cands)))
 	}
 
 	// Grow: exponential, then k-ary search for the shortest flipping prefix.
 	var sizes []int
 	for k := 1; k < len(members); k *= 2 {
-		sizes = append(sizes, k)
+		if k > lo {
+			sizes = append(sizes, k)
+		}
 	}
-	lo, hi := 0, len(members) // prefix lo fails, prefix hi flips
+	hi := len(members) // prefix lo fails, prefix hi flips
 	for len(sizes) > 0 && hi == len(members) {
 		n := min(len(sizes), cfg.Batch)
 		batch := sizes[:n]
@@ -388,8 +479,9 @@ func withoutAll(set []int, idx []int) []int {
 	return out
 }
 
-// candidates enumerates the candidate sites of layers at a granularity.
-func candidates(m *transformer.Model, layers []int, gran string) []Candidate {
+// candidates enumerates the candidate sites of layers at a granularity;
+// queryKey adds each head's query and key (hook_q, hook_k) to its output.
+func candidates(m *transformer.Model, layers []int, gran string, queryKey bool) []Candidate {
 	all := transformer.Span{All: true}
 	site := func(hook string) transformer.Site {
 		return transformer.Site{Hook: hook, Pos: all, Head: all, Src: all, I: all}
@@ -401,6 +493,13 @@ func candidates(m *transformer.Model, layers []int, gran string) []Candidate {
 				s := site(fmt.Sprintf("blocks.%d.attn.hook_z", l))
 				s.Head = transformer.Index(h)
 				out = append(out, Candidate{Site: s, Layer: l, Kind: "head", Index: h})
+				if queryKey {
+					for _, kind := range []string{"q", "k"} {
+						s := site(fmt.Sprintf("blocks.%d.attn.hook_%s", l, kind))
+						s.Head = transformer.Index(h)
+						out = append(out, Candidate{Site: s, Layer: l, Kind: kind, Index: h})
+					}
+				}
 			}
 		}
 		if gran == Auto || gran == Neurons {
@@ -432,7 +531,7 @@ func hooksOf(cands []Candidate) []string {
 // perPosition returns the per-position size of a candidate's hook.
 func perPosition(m *transformer.Model, c Candidate) int {
 	switch c.Kind {
-	case "head":
+	case "head", "q", "k":
 		return m.Config.Hidden
 	case "neuron":
 		return m.Config.Inner
@@ -444,7 +543,7 @@ func perPosition(m *transformer.Model, c Candidate) int {
 // its first offset within the per-position vector.
 func siteRange(m *transformer.Model, c Candidate) (int, int) {
 	switch c.Kind {
-	case "head":
+	case "head", "q", "k":
 		d := m.Config.Hidden / m.Config.Heads
 		return c.Index * d, d
 	case "neuron":
@@ -455,29 +554,9 @@ func siteRange(m *transformer.Model, c Candidate) (int, int) {
 
 func siteSize(m *transformer.Model, c Candidate) int { _, n := siteRange(m, c); return n }
 
-// attribute returns attribution patching's estimate of how much the
-// candidate's intervention lowers the metric, Σ (a − a') · ∂metric/∂a over
-// its activations, and the sum over positions of each position's
-// estimate's absolute value.
-func attribute(m *transformer.Model, c Candidate, act, grad []float32, src []float32, T int) (float64, float64) {
-	per := perPosition(m, c)
-	off, n := siteRange(m, c)
-	var total, abs float64
-	for p := range T {
-		var s float64
-		for j := off; j < off+n; j++ {
-			a := act[p*per+j]
-			target := float32(0)
-			if src != nil {
-				target = src[j]
-			}
-			s += float64(a-target) * float64(grad[p*per+j])
-		}
-		total += s
-		abs += math.Abs(s)
-	}
-	return total, abs
-}
+// isHead reports whether a candidate kind is a per-head site ([pos, head,
+// d_head]: hook_z, hook_q, hook_k).
+func isHead(kind string) bool { return kind == "head" || kind == "q" || kind == "k" }
 
 // member turns a candidate into a fix-set member.
 func member(m *transformer.Model, c Candidate, kind string, src []float32) Member {
@@ -498,7 +577,7 @@ func (mb Member) Intervention(m *transformer.Model) transformer.Intervention {
 		full := make([]float32, per)
 		copy(full[off:], mb.Values)
 		shape := []int{per}
-		if mb.Kind == "head" {
+		if isHead(mb.Kind) {
 			shape = []int{m.Config.Heads, m.Config.Hidden / m.Config.Heads}
 		}
 		iv.Source = engine.NewHost(full, shape...)
@@ -531,12 +610,14 @@ func ParseMember(m *transformer.Model, site string, mode transformer.Mode, value
 	switch {
 	case rest == "attn.hook_z" && s.Head.Single && s.I.All && s.Pos.All:
 		c.Kind, c.Index = "head", s.Head.Start
+	case (rest == "attn.hook_q" || rest == "attn.hook_k") && s.Head.Single && s.I.All && s.Pos.All:
+		c.Kind, c.Index = strings.TrimPrefix(rest, "attn.hook_"), s.Head.Start
 	case rest == "mlp.hook_post" && s.I.Single && s.Pos.All:
 		c.Kind, c.Index = "neuron", s.I.Start
 	case (rest == "hook_attn_out" || rest == "hook_mlp_out") && s.I.All && s.Pos.All:
 		c.Kind = strings.TrimPrefix(rest, "hook_")
 	default:
-		return Member{}, fmt.Errorf("cca: fix set: site %s is not a head, a neuron or a layer output", site)
+		return Member{}, fmt.Errorf("cca: fix set: site %s is not a head (output, query or key), a neuron or a layer output", site)
 	}
 	mb := Member{Candidate: c, Mode: mode}
 	switch mode {

@@ -32,13 +32,15 @@ func TestSearchFindsPlantedCauses(t *testing.T) {
 	}
 	failing := sc.PromptsOf(scenario.Failing)
 	cases := []struct {
-		name, gran, iv string
+		name, gran, iv, gradDrop string
 	}{
-		{"auto patch", Auto, Patch},
-		{"neurons patch", Neurons, Patch},
-		{"heads patch", Heads, Patch},
-		{"neurons zero", Neurons, ZeroAbl},
-		{"heads mean", Heads, MeanAbl},
+		{"auto patch", Auto, Patch, GradDropAuto},
+		{"neurons patch", Neurons, Patch, GradDropAuto},
+		{"heads patch", Heads, Patch, GradDropAuto},
+		{"neurons zero", Neurons, ZeroAbl, GradDropAuto},
+		{"heads mean", Heads, MeanAbl, GradDropAuto},
+		{"neurons patch, GradDrop on", Neurons, Patch, GradDropOn},
+		{"heads patch, GradDrop on", Heads, Patch, GradDropOn},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,10 +51,12 @@ func TestSearchFindsPlantedCauses(t *testing.T) {
 				p, err := NewProblem(ctx, m, Incident{Text: pr.Text, PromptIDs: m.Encode(pr.Text), OutputIDs: out.Tokens}, "", sc)
 				require.NoError(t, err)
 				cfg := DefaultConfig()
-				cfg.Granularity, cfg.Intervention = tc.gran, tc.iv
+				cfg.Granularity, cfg.Intervention, cfg.GradDrop = tc.gran, tc.iv, tc.gradDrop
 				res, err := Search(ctx, p, nil, cfg, nil)
 				require.NoError(t, err)
 				require.True(t, res.Minimal)
+				want := map[string]int{Auto: m.Config.Inner + m.Config.Heads, Neurons: m.Config.Inner, Heads: m.Config.Heads}[tc.gran] * m.Config.Layers
+				assert.Equal(t, want, res.Candidates, "candidate sites over all layers")
 				assert.Greater(t, res.Before, 0.0)
 				assert.LessOrEqual(t, res.After, 0.0)
 				require.Len(t, res.Removed, len(res.FixSet))
@@ -133,7 +137,9 @@ func TestParseMember(t *testing.T) {
 		{"blocks.1.mlp.hook_post[i=3]", transformer.Mean, []float32{1}, true},
 		{"blocks.1.mlp.hook_post[i=3]", transformer.Zero, nil, true},
 		{"blocks.1.mlp.hook_post[i=3]", transformer.Mean, []float32{1, 2}, false},
-		{"blocks.1.attn.hook_q[head=0]", transformer.Zero, nil, false},
+		{"blocks.1.attn.hook_q[head=0]", transformer.Zero, nil, true},
+		{"blocks.1.attn.hook_k[head=1]", transformer.Mean, make([]float32, 2), false},
+		{"blocks.1.attn.hook_v[head=0]", transformer.Zero, nil, false},
 		{"blocks.1.mlp.hook_post[i=3]", transformer.Scale, nil, false},
 		{"hook_embed", transformer.Zero, nil, false},
 		{"blocks.x.mlp.hook_post[i=3]", transformer.Zero, nil, false},
@@ -159,6 +165,7 @@ func TestLoadConfig(t *testing.T) {
 		{"override", "cca:\n  granularity: head\n  timeout: 30s\n", ""},
 		{"unknown key", "cca:\n  nope: 1\n", "nope"},
 		{"bad value", "cca:\n  batch: 0\n", "cca.batch"},
+		{"bad grad_drop", "cca:\n  grad_drop: yes\n", "cca.grad_drop"},
 		{"other sections", "recording:\n  level: full\n", ""},
 	}
 	for _, tc := range cases {

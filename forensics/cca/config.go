@@ -37,14 +37,27 @@ const (
 	ZeroAbl = "zero"
 )
 
+// When AtP*'s GradDrop runs (Config.GradDrop).
+const (
+	// GradDropAuto runs it only when the top cca.max_candidates of the
+	// plain ranking together do not correct the failure (the evidence
+	// that the ranking missed), then ranks again before widening.
+	GradDropAuto = "auto"
+	// GradDropOn runs it on every search, before the first ranking.
+	GradDropOn = "on"
+	// GradDropOff never runs it.
+	GradDropOff = "off"
+)
+
 // Config holds CCA's settings: the cca section of configs/default.yaml.
 type Config struct {
 	// Granularity is Auto, Neurons, Heads or Layers.
 	Granularity string `yaml:"granularity"`
 	// Intervention is Patch, MeanAbl or ZeroAbl.
 	Intervention string `yaml:"intervention"`
-	// MaxCandidates bounds how many top-ranked candidates the search may
-	// use (0: all).
+	// MaxCandidates is how many top-ranked candidates the search starts
+	// from (0: all); when all of them together do not correct the failure
+	// it widens the window four times at a time up to every candidate.
 	MaxCandidates int `yaml:"max_candidates"`
 	// Batch is how many intervention sets one batched forward evaluates.
 	Batch int `yaml:"batch"`
@@ -52,6 +65,17 @@ type Config struct {
 	// the ranking key (0 ranks by the signed estimate alone), so that a
 	// site whose effects cancel across positions is still tried early.
 	CancellationGuard float64 `yaml:"cancellation_guard"`
+	// GradDrop is when AtP*'s GradDrop runs (GradDropAuto, GradDropOn or
+	// GradDropOff): one more backward pass per layer downstream of the
+	// candidates, each with the gradient through that layer's attention
+	// and MLP writes dropped; the cancellation score is then the mean over
+	// the passes of the summed |estimate| (without it, the plain pass's sum
+	// over positions of |estimate|).
+	GradDrop string `yaml:"grad_drop"`
+	// QueryKey adds each head's query and key (blocks.L.attn.hook_q and
+	// hook_k[head=H]) to the head candidates, estimated as AtP* does: the
+	// attention pattern recomputed with the patched query or key.
+	QueryKey bool `yaml:"query_key"`
 	// MaxForwards bounds the batched forwards of the search (0: none).
 	MaxForwards int `yaml:"max_forwards"`
 	// Timeout bounds the search's wall time (0: none).
@@ -64,7 +88,7 @@ type Config struct {
 // DefaultConfig returns the defaults of configs/default.yaml's cca section.
 func DefaultConfig() Config {
 	return Config{Granularity: Auto, Intervention: Patch, MaxCandidates: 4096, Batch: 8,
-		CancellationGuard: 0.5, MaxForwards: 400, Timeout: 10 * time.Minute, Tolerance: 1e-4}
+		CancellationGuard: 0.5, GradDrop: GradDropAuto, MaxForwards: 400, Timeout: 10 * time.Minute, Tolerance: 1e-4}
 }
 
 // Validate checks the settings, naming the key at fault.
@@ -78,6 +102,11 @@ func (c *Config) Validate() error {
 	case Patch, MeanAbl, ZeroAbl:
 	default:
 		return fmt.Errorf("cca.intervention: %q is not patch, mean or zero", c.Intervention)
+	}
+	switch c.GradDrop {
+	case GradDropAuto, GradDropOn, GradDropOff:
+	default:
+		return fmt.Errorf("cca.grad_drop: %q is not auto, on or off", c.GradDrop)
 	}
 	switch {
 	case c.MaxCandidates < 0:

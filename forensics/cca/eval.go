@@ -3,6 +3,8 @@ package cca
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/modelforensics/fx/engine"
 	"github.com/modelforensics/fx/transformer"
@@ -16,6 +18,10 @@ type evaluator struct {
 	cfg      Config
 	cost     *Cost
 	residPre []*engine.Tensor // per block, [1, T, D] host
+	// shared holds, per hook, one per-position vector that every Mean
+	// member on the hook reads its own slice of (a member's intervention
+	// would otherwise carry a whole vector of its own: 12 KB per neuron).
+	shared map[string]*engine.Tensor
 }
 
 func newEvaluator(ctx context.Context, p *Problem, cfg Config, cost *Cost) (*evaluator, error) {
@@ -26,7 +32,7 @@ func newEvaluator(ctx context.Context, p *Problem, cfg Config, cost *Cost) (*eva
 	}
 	cost.Forwards++
 	cost.Rows++
-	ev := &evaluator{ctx: ctx, p: p, cfg: cfg, cost: cost, residPre: make([]*engine.Tensor, m.Config.Layers)}
+	ev := &evaluator{ctx: ctx, p: p, cfg: cfg, cost: cost, residPre: make([]*engine.Tensor, m.Config.Layers), shared: map[string]*engine.Tensor{}}
 	for l := range m.Config.Layers {
 		t := cache[fmt.Sprintf("blocks.%d.hook_resid_pre", l)]
 		if t == nil {
@@ -55,10 +61,11 @@ func (ev *evaluator) eval(members []Member, sets [][]int) ([]float64, error) {
 		seqs := make([][]int, len(batch))
 		for row, set := range batch {
 			seqs[row] = ev.p.Tokens
-			for _, i := range set {
-				iv := members[i].Intervention(m)
+			for _, iv := range ev.interventions(members, set) {
 				iv.Row = row
 				ivs = append(ivs, iv)
+			}
+			for _, i := range set {
 				low = min(low, members[i].Layer)
 			}
 		}
@@ -70,7 +77,7 @@ func (ev *evaluator) eval(members []Member, sets [][]int) ([]float64, error) {
 		if err != nil {
 			return out, fmt.Errorf("cca: %w", err)
 		}
-		hs, err := m.NewHooks(hooks...)
+		hs, err := m.NewHooks(groupHooks(hooks)...)
 		if err != nil {
 			return out, fmt.Errorf("cca: %w", err)
 		}
@@ -96,4 +103,108 @@ func (ev *evaluator) eval(members []Member, sets [][]int) ([]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// intervention returns a member's intervention on every row; Mean members
+// of one hook share a source vector, filled with each member's values as
+// it is first seen (members of one search take their values from one
+// per-position vector per hook, so the slices never conflict).
+func (ev *evaluator) intervention(mb Member) transformer.Intervention {
+	iv := transformer.Intervention{Site: mb.Site, Mode: mb.Mode, Row: -1}
+	if mb.Mode != transformer.Mean {
+		return iv
+	}
+	m := ev.p.Model
+	src := ev.shared[mb.Site.Hook]
+	if src == nil {
+		per := perPosition(m, mb.Candidate)
+		shape := []int{per}
+		if isHead(mb.Kind) {
+			shape = []int{m.Config.Heads, m.Config.Hidden / m.Config.Heads}
+		}
+		src = engine.NewHost(make([]float32, per), shape...)
+		ev.shared[mb.Site.Hook] = src
+	}
+	off, _ := siteRange(m, mb.Candidate)
+	copy(src.Host()[off:], mb.Values)
+	iv.Source = src
+	return iv
+}
+
+// groupHooks merges the hooks of one hook point into one, so that resolving
+// thousands of interventions matches each hook point once.
+func groupHooks(hooks []transformer.HookSpec) []transformer.HookSpec {
+	var order []string
+	fns := map[string][]transformer.HookFunc{}
+	for _, h := range hooks {
+		if _, ok := fns[h.Pattern]; !ok {
+			order = append(order, h.Pattern)
+		}
+		fns[h.Pattern] = append(fns[h.Pattern], h.Fn)
+	}
+	out := make([]transformer.HookSpec, len(order))
+	for i, pat := range order {
+		list := fns[pat]
+		out[i] = transformer.Hook(pat, func(a *engine.Tensor, h *transformer.HookCtx) error {
+			for _, fn := range list {
+				if err := fn(a, h); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+// interventions returns the interventions of a set of members: the neurons
+// (or heads) of one hook that the set holds at consecutive indices become
+// one intervention on the range, so a set of thousands of neurons is a few
+// hundred edits. Interventions on disjoint indices commute, so the result
+// equals the members' interventions one by one.
+func (ev *evaluator) interventions(members []Member, set []int) []transformer.Intervention {
+	type key struct {
+		hook string
+		mode transformer.Mode
+	}
+	byHook := map[key][]int{}
+	var order []key
+	var out []transformer.Intervention
+	for _, i := range set {
+		mb := members[i]
+		iv := ev.intervention(mb)
+		if mb.Index < 0 || (mb.Kind != "neuron" && !isHead(mb.Kind)) {
+			out = append(out, iv)
+			continue
+		}
+		k := key{mb.Site.Hook, mb.Mode}
+		if _, ok := byHook[k]; !ok {
+			order = append(order, k)
+		}
+		byHook[k] = append(byHook[k], mb.Index)
+	}
+	for _, k := range order {
+		idx := slices.Sorted(slices.Values(byHook[k]))
+		idx = slices.Compact(idx)
+		for lo := 0; lo < len(idx); {
+			hi := lo + 1
+			for hi < len(idx) && idx[hi] == idx[hi-1]+1 {
+				hi++
+			}
+			all := transformer.Span{All: true}
+			site := transformer.Site{Hook: k.hook, Pos: all, Head: all, Src: all, I: all}
+			span := transformer.Range(idx[lo], idx[hi-1]+1)
+			if hi-lo == 1 {
+				span = transformer.Index(idx[lo])
+			}
+			if strings.HasSuffix(k.hook, "mlp.hook_post") {
+				site.I = span
+			} else {
+				site.Head = span
+			}
+			out = append(out, transformer.Intervention{Site: site, Mode: k.mode, Source: ev.shared[k.hook], Row: -1})
+			lo = hi
+		}
+	}
+	return out
 }

@@ -22,6 +22,18 @@ const (
 	// the best other token's (GPT-2, "lexicon" detectors: toxic
 	// generation); log-probabilities at one step differ as logits do.
 	KindLexiconMargin = "lexicon-margin"
+	// KindLexiconPath is the margin of greedy decoding reaching a lexicon
+	// token along the recorded generation (GPT-2, "lexicon" detectors:
+	// toxic generation): the largest, over the steps up to the first
+	// lexicon token, of that step's lexicon margin (as KindLexiconMargin)
+	// capped by the smallest margin of the recorded tokens before it
+	// (the recorded token's logit minus the best other's). Generation
+	// reaches a step only while every earlier recorded token stays the
+	// greedy choice, so a fix may break the path early (the tokens that
+	// lead to the lexicon word) instead of the last step. Teacher forcing
+	// feeds the recorded tokens back whatever the fix, so
+	// KindLexiconMargin alone cannot see such a fix.
+	KindLexiconPath = "lexicon-path-margin"
 	// KindClassMargin is the classifier's logit of the failing label
 	// minus that of the expected one (BERT, "label-flip": sentiment).
 	KindClassMargin = "class-margin"
@@ -40,9 +52,11 @@ type MetricSpec struct {
 	// Positions are the output positions read (the logits that predict
 	// each failing step), for the GPT-2 kinds.
 	Positions []int `json:"positions,omitempty"`
-	// Targets are the failing tokens at Positions (KindTokenMargin).
+	// Targets are the failing tokens at Positions (KindTokenMargin), or
+	// the recorded tokens at Positions (KindLexiconPath).
 	Targets []int `json:"targets,omitempty"`
-	// Lexicon holds the token ids of the lexicon (KindLexiconMargin).
+	// Lexicon holds the token ids of the lexicon (KindLexiconMargin,
+	// KindLexiconPath).
 	Lexicon []int `json:"lexicon,omitempty"`
 	// Positive and Negative are the failing and the expected label's
 	// indices (KindClassMargin).
@@ -69,7 +83,15 @@ func (s *MetricSpec) Validate(T, vocab int) error {
 		if err := inRange("targets", s.Targets, vocab); err != nil {
 			return err
 		}
-	case KindLexiconMargin:
+	case KindLexiconMargin, KindLexiconPath:
+		if s.Kind == KindLexiconPath {
+			if len(s.Targets) != len(s.Positions) {
+				return fmt.Errorf("cca: metric: %s needs as many targets as positions (got %d and %d)", s.Kind, len(s.Targets), len(s.Positions))
+			}
+			if err := inRange("targets", s.Targets, vocab); err != nil {
+				return err
+			}
+		}
 		if len(s.Positions) == 0 || len(s.Lexicon) == 0 {
 			return fmt.Errorf("cca: metric: %s needs positions and lexicon tokens", s.Kind)
 		}
@@ -88,7 +110,7 @@ func (s *MetricSpec) Validate(T, vocab int) error {
 		}
 		return nil
 	default:
-		return fmt.Errorf("cca: metric: kind %q is unknown (%s, %s, %s)", s.Kind, KindTokenMargin, KindLexiconMargin, KindClassMargin)
+		return fmt.Errorf("cca: metric: kind %q is unknown (%s, %s, %s, %s)", s.Kind, KindTokenMargin, KindLexiconMargin, KindLexiconPath, KindClassMargin)
 	}
 	return inRange("positions", s.Positions, T)
 }
@@ -127,6 +149,9 @@ func (s *MetricSpec) eval(out []float32, shape []int, row int) (float64, int, in
 		off := row * per
 		return float64(out[off+s.Positive]) - float64(out[off+s.Negative]), off, s.Positive, s.Negative
 	}
+	if s.Kind == KindLexiconPath {
+		return s.evalPath(out, V, row*per)
+	}
 	best, bestOff, bestUp, bestDown := math.NaN(), 0, 0, 0
 	for j, p := range s.Positions {
 		off := row*per + p*V
@@ -138,9 +163,7 @@ func (s *MetricSpec) eval(out []float32, shape []int, row int) (float64, int, in
 			down = argmaxExcept(logits, func(i int) bool { return i == up })
 			v = float64(logits[up]) - float64(logits[down])
 		} else {
-			up = argmaxOf(logits, s.Lexicon)
-			down = argmaxExcept(logits, func(i int) bool { _, ok := slices.BinarySearch(s.Lexicon, i); return ok })
-			v = float64(logits[up]) - float64(logits[down])
+			v, up, down = s.lexiconMargin(logits)
 		}
 		better := v < best // min over steps
 		if s.Kind == KindLexiconMargin {
@@ -151,6 +174,45 @@ func (s *MetricSpec) eval(out []float32, shape []int, row int) (float64, int, in
 		}
 	}
 	return best, bestOff, bestUp, bestDown
+}
+
+// lexiconMargin returns the best lexicon token's logit minus the best
+// other token's, and the two tokens.
+func (s *MetricSpec) lexiconMargin(logits []float32) (float64, int, int) {
+	up := argmaxOf(logits, s.Lexicon)
+	down := argmaxExcept(logits, func(i int) bool { _, ok := slices.BinarySearch(s.Lexicon, i); return ok })
+	return float64(logits[up]) - float64(logits[down]), up, down
+}
+
+// term is one logit difference of a metric: its value, the offset of its
+// logits row and the tokens it increases and decreases with.
+type term struct {
+	v             float64
+	off, up, down int
+}
+
+// evalPath evaluates KindLexiconPath on the row starting at base.
+func (s *MetricSpec) evalPath(out []float32, V, base int) (float64, int, int, int) {
+	best := term{v: math.Inf(-1)}
+	path := term{v: math.Inf(1)} // the smallest recorded-token margin so far
+	for j, p := range s.Positions {
+		off := base + p*V
+		logits := out[off : off+V]
+		v, up, down := s.lexiconMargin(logits)
+		t := term{v, off, up, down}
+		if path.v < t.v {
+			t = path
+		}
+		if t.v > best.v {
+			best = t
+		}
+		up = s.Targets[j]
+		down = argmaxExcept(logits, func(i int) bool { return i == up })
+		if v := float64(logits[up]) - float64(logits[down]); v < path.v {
+			path = term{v, off, up, down}
+		}
+	}
+	return best.v, best.off, best.up, best.down
 }
 
 func argmaxExcept(xs []float32, skip func(int) bool) int {

@@ -161,8 +161,9 @@ func (p *Problem) generationMetric(inc Incident, spec scenario.DetectorSpec, sc 
 		for st := 0; st <= first; st++ {
 			steps = append(steps, st)
 		}
-		p.Metric = MetricSpec{Kind: KindLexiconMargin, Detector: "lexicon:" + spec.Lexicon, Lexicon: lex,
-			Description: "max over the generation steps up to the first lexicon token of the best lexicon token's log-probability minus the best other token's"}
+		p.Metric = MetricSpec{Kind: KindLexiconPath, Detector: "lexicon:" + spec.Lexicon, Lexicon: lex, Targets: slices.Clone(inc.OutputIDs[:first+1]),
+			Description: "max over the generation steps up to the first lexicon token of the best lexicon token's logit minus the best other token's, " +
+				"capped by the smallest margin of the generated tokens before that step (greedy decoding reaches a step only while each earlier generated token stays the best)"}
 	}
 	last := steps[len(steps)-1]
 	p.Tokens = append(slices.Clone(inc.PromptIDs), inc.OutputIDs[:last]...)

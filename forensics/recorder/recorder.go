@@ -1,11 +1,14 @@
 // Package recorder records an incident as it happens: it rides on the
 // model's hook API, reads every recorded activation in place (no copy on a
-// host backend) and keeps, per hook and position, a sketch (count, mean, L2
-// norm, min, max, a seeded random projection to k dimensions, and the XXH64
-// of the exact float32 bytes) and, by level, the activation itself. During
-// generation it also sketches the KV cache step by step, and it logs the
-// external calls a harness makes. A Recording is written as an fx-bundle/1
-// (see forensics/bundle).
+// host backend; on a device backend that offers engine.RowSketcher and
+// engine.HostCopier, the sketches are computed on the device and copied,
+// with what the level stores, asynchronously) and keeps, per hook and
+// position, a sketch (count, mean, L2 norm, min, max, a seeded random
+// projection to k dimensions, and the XXH64 of the exact float32 bytes)
+// and, by level, the activation itself. During generation it also
+// sketches the KV cache step by step, and it logs the external calls a
+// harness makes. A Recording is written as an fx-bundle/1 (see
+// forensics/bundle).
 package recorder
 
 import (
@@ -110,6 +113,12 @@ type Recorder struct {
 	calls  *CallLog
 	causal bool
 	acc    sketchAcc
+
+	// Hook calls whose results are on their way from a device backend
+	// (async.go), recorded in order by drain.
+	pending      []pendingHook
+	pendingBytes int
+	pendingErr   error
 
 	hookTime time.Duration
 	runTime  time.Duration
@@ -237,6 +246,13 @@ func (r *Recorder) observe(t *track, layer int, isK bool) transformer.HookFunc {
 		if len(shape) < 2 || shape[0] != 1 {
 			return fmt.Errorf("%w: %s has shape %v; a recording holds one sequence (batch 1)", ErrState, h.Name, shape)
 		}
+		if db, ok := h.Backend.(deviceBackend); ok {
+			r.observeDevice(db, t, layer, isK, a, h)
+			return nil
+		}
+		if err := r.drain(); err != nil { // keep the order, should the backend change
+			return err
+		}
 		data := h.Backend.ToHost(a) // the tensor's own memory on a host backend
 		if t != nil {
 			if err := t.add(a, data, h.Backend, h.Offset, r.causal, r.proj, &r.acc); err != nil {
@@ -272,6 +288,9 @@ func (r *Recorder) Run(ctx context.Context, in bundle.Input, extra ...transforme
 	}
 	start := time.Now()
 	out, steps, err := RunModel(ctx, r.m, in, hooks)
+	if derr := r.drain(); err == nil {
+		err = derr
+	}
 	r.runTime = time.Since(start)
 	if err != nil {
 		return in, err
@@ -366,6 +385,9 @@ type Recording struct {
 func (r *Recorder) Finish() (*Recording, error) {
 	if !r.ran {
 		return nil, fmt.Errorf("%w: Finish before Run", ErrState)
+	}
+	if err := r.drain(); err != nil {
+		return nil, err
 	}
 	in := r.input
 	T := len(in.InputIDs)

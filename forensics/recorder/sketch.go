@@ -232,15 +232,33 @@ func (s *sketches) grow(n, k int) int {
 // set stores the finished sketch of position i with its projection
 // (unscaled sums).
 func (s *sketches) set(i int, a *sketchAcc, proj []float32, scale float32) {
-	s.count[i] = a.n
+	s.setStats(i, a.n, a.sum, a.sumsq, a.min, a.max, a.h.Sum64(), proj, scale)
+}
+
+// canonicalNaN is the bits of the one NaN a sketch's mean and L2 norm
+// hold: which NaN a sum of NaNs ends in is the hardware's (a CPU keeps an
+// operand's payload, a GPU gives its own), and a recording is the same
+// on both.
+const canonicalNaN = 0x7fc00000
+
+// setStats stores the sketch of position i from its statistics: n values
+// with sums sum and sumsq (addStats'), min and max as addStats folds them,
+// the XXH64 of their bytes and the projection (unscaled sums).
+func (s *sketches) setStats(i int, n int64, sum, sumsq float64, mn, mx float32, hash uint64, proj []float32, scale float32) {
+	s.count[i] = n
 	mean := 0.0
-	if a.n > 0 {
-		mean = a.sum / float64(a.n)
+	if n > 0 {
+		mean = sum / float64(n)
 	}
 	s.mean[i] = float32(mean)
-	s.l2[i] = float32(math.Sqrt(a.sumsq))
-	mn, mx := a.min, a.max
-	if a.n == 0 || mn > mx { // no values, or all NaN
+	s.l2[i] = float32(math.Sqrt(sumsq))
+	if s.mean[i] != s.mean[i] {
+		s.mean[i] = math.Float32frombits(canonicalNaN)
+	}
+	if s.l2[i] != s.l2[i] {
+		s.l2[i] = math.Float32frombits(canonicalNaN)
+	}
+	if n == 0 || mn > mx { // no values, or all NaN
 		mn, mx = float32(math.NaN()), float32(math.NaN())
 	}
 	s.min[i], s.max[i] = mn, mx
@@ -248,7 +266,7 @@ func (s *sketches) set(i int, a *sketchAcc, proj []float32, scale float32) {
 	for r, v := range proj {
 		s.proj[i*k+r] = v * scale
 	}
-	s.hash[i] = a.h.Sum64()
+	s.hash[i] = hash
 }
 
 // parallel calls fn on [lo, hi) ranges covering [0, n), on up to

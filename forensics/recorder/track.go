@@ -67,34 +67,42 @@ func (t *track) keep(xs []float32) {
 	t.raw32 = append(t.raw32, xs...)
 }
 
+// kindOf returns where hook's activation of shape keeps its positions, and
+// the shape of one position's values.
+func kindOf(hook string, shape []int) (posKind, []int) {
+	switch {
+	case isAttention(hook) && len(shape) == 4:
+		return attnKind, shape[1:2]
+	case len(shape) == 2:
+		return wholeKind, shape[1:]
+	}
+	return seqKind, shape[2:]
+}
+
+// begin checks that an activation of shape, starting at sequence position
+// offset, follows on from the recorded ones (the first fixes the track's
+// kind and per-position shape) and returns its kind.
+func (t *track) begin(shape []int, offset int) (posKind, error) {
+	kind, inner := kindOf(t.name, shape)
+	if !t.started {
+		t.started, t.kind, t.inner = true, kind, slices.Clone(inner)
+	} else if kind != t.kind || !slices.Equal(inner, t.inner) {
+		return kind, fmt.Errorf("%w: hook %s changed shape to %v during the run", ErrState, t.name, shape)
+	}
+	if offset != t.positions || (kind == wholeKind && t.positions > 0) {
+		return kind, fmt.Errorf("%w: hook %s: positions from %d arrive after %d recorded ones (a recorder records one run, in order)",
+			ErrState, t.name, offset, t.positions)
+	}
+	return kind, nil
+}
+
 // add sketches (and stores) the activation of one hook call: act, whose
 // values on the host are data, starting at sequence position offset.
 func (t *track) add(act *engine.Tensor, data []float32, b engine.Backend, offset int, causal bool, p *projector, acc *sketchAcc) error {
 	shape := act.Shape()
-	kind := seqKind
-	switch {
-	case isAttention(t.name) && len(shape) == 4:
-		kind = attnKind
-	case len(shape) == 2:
-		kind = wholeKind
-	}
-	var inner []int
-	switch kind {
-	case seqKind:
-		inner = shape[2:]
-	case attnKind:
-		inner = shape[1:2]
-	case wholeKind:
-		inner = shape[1:]
-	}
-	if !t.started {
-		t.started, t.kind, t.inner = true, kind, slices.Clone(inner)
-	} else if kind != t.kind || !slices.Equal(inner, t.inner) {
-		return fmt.Errorf("%w: hook %s changed shape to %v during the run", ErrState, t.name, shape)
-	}
-	if offset != t.positions || (kind == wholeKind && t.positions > 0) {
-		return fmt.Errorf("%w: hook %s: positions from %d arrive after %d recorded ones (a recorder records one run, in order)",
-			ErrState, t.name, offset, t.positions)
+	kind, err := t.begin(shape, offset)
+	if err != nil {
+		return err
 	}
 	switch kind {
 	case seqKind:
@@ -178,6 +186,36 @@ func (t *track) addRows(act *engine.Tensor, data []float32, b engine.Backend, p 
 		}
 	})
 	t.positions += T
+}
+
+// addSketched is addRows for a [1, T, ...] activation of shape whose
+// sketch statistics (and float16 values) a backend computed (sk,
+// engine.RowSketcher) and whose projections are proj [T, k]; data holds
+// its values when they are stored as float32 (else nil).
+func (t *track) addSketched(shape []int, offset int, sk *engine.RowSketch, proj, data []float32, p *projector) error {
+	kind, err := t.begin(shape, offset)
+	if err != nil {
+		return err
+	}
+	if kind != seqKind {
+		return fmt.Errorf("%w: hook %s: a sketch by rows of an activation of shape %v", ErrState, t.name, shape)
+	}
+	T := shape[1]
+	n := engine.NumElements(shape) / T
+	k := p.k
+	first := t.sk.grow(T, k)
+	for i := range T {
+		t.sk.setStats(first+i, int64(n), sk.Sum[i], sk.SumSq[i], sk.Min[i], sk.Max[i], sk.Hash[i], proj[i*k:(i+1)*k], p.scale)
+	}
+	if t.store {
+		if t.dtype == bundle.Float16 {
+			t.raw16 = append(t.raw16, sk.F16...)
+		} else {
+			t.raw32 = append(t.raw32, data...)
+		}
+	}
+	t.positions += T
+	return nil
 }
 
 // finish returns the hook's record and manifest entry for a run of T

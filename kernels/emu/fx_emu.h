@@ -8,8 +8,9 @@
 // block, warp shuffles and mma a barrier over the warp; a barrier that
 // waits more than FX_EMU_TIMEOUT_S seconds (a thread that exited early, or
 // a shuffle not every lane reaches) aborts the test with a message. mma
-// follows the fragment layout of the PTX ISA ("Matrix Fragments for
-// mma.m16n8k8", .tf32), which fx_cuda.h's comment restates.
+// follows the fragment layouts of the PTX ISA ("Matrix Fragments for
+// mma.m16n8k8", .tf32, and "for mma.m16n8k16", .bf16), which fx_cuda.h's
+// comments restate.
 //
 // Asynchronous copies (cp.async) are queued per thread when issued and
 // performed, by the thread that issued them, when a fx_cp_async_wait lets
@@ -186,6 +187,48 @@ FX_DEV void fx_mma_tf32(float c[4], const unsigned a[4], const unsigned b[2]) {
   for (int i = 0; i < 4; i++) {
     float s = C[rows[i]][cols[i]];
     for (int k = 0; k < 8; k++) s += A[rows[i]][k] * B[k][cols[i]];
+    c[i] = s;
+  }
+}
+
+// fx_bf16 rounds to nearest, ties to even, as cvt.rn.bf16.f32 does; a NaN
+// becomes the canonical NaN 0x7fff.
+FX_DEV unsigned short fx_bf16(float x) {
+  unsigned u = __builtin_bit_cast(unsigned, x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fff;
+  return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+FX_DEV unsigned fx_bf16x2(float lo, float hi) { return (unsigned)fx_bf16(lo) | (unsigned)fx_bf16(hi) << 16; }
+
+static inline float fx_emu_bf16_lo(unsigned r) { return __builtin_bit_cast(float, r << 16); }
+static inline float fx_emu_bf16_hi(unsigned r) { return __builtin_bit_cast(float, r & 0xffff0000u); }
+
+// fx_mma_bf16 follows the PTX ISA's fragments of mma.m16n8k16 .bf16
+// (fx_cuda.h restates them); each output is C plus the 16 products (exact
+// in float: 8-bit mantissas) summed in order of k.
+FX_DEV void fx_mma_bf16(float c[4], const unsigned a[4], const unsigned b[2]) {
+  FxEmuWarp& w = fx_emu_warp();
+  unsigned lane = fx_emu_tid & 31, p = fx_emu_wops++ & 1;
+  for (int i = 0; i < 4; i++) w.a[p][lane][i] = a[i], w.c[p][lane][i] = c[i];
+  for (int i = 0; i < 2; i++) w.b[p][lane][i] = b[i];
+  w.bar.wait("mma");
+  float A[16][16], B[16][8];
+  for (unsigned l = 0; l < 32; l++) {
+    unsigned g = l >> 2, t = l & 3;
+    const unsigned* ra = w.a[p][l];
+    const unsigned* rb = w.b[p][l];
+    A[g][2 * t] = fx_emu_bf16_lo(ra[0]), A[g][2 * t + 1] = fx_emu_bf16_hi(ra[0]);
+    A[g + 8][2 * t] = fx_emu_bf16_lo(ra[1]), A[g + 8][2 * t + 1] = fx_emu_bf16_hi(ra[1]);
+    A[g][2 * t + 8] = fx_emu_bf16_lo(ra[2]), A[g][2 * t + 9] = fx_emu_bf16_hi(ra[2]);
+    A[g + 8][2 * t + 8] = fx_emu_bf16_lo(ra[3]), A[g + 8][2 * t + 9] = fx_emu_bf16_hi(ra[3]);
+    B[2 * t][g] = fx_emu_bf16_lo(rb[0]), B[2 * t + 1][g] = fx_emu_bf16_hi(rb[0]);
+    B[2 * t + 8][g] = fx_emu_bf16_lo(rb[1]), B[2 * t + 9][g] = fx_emu_bf16_hi(rb[1]);
+  }
+  unsigned g = lane >> 2, t = lane & 3;
+  const unsigned rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+  for (int i = 0; i < 4; i++) {
+    float s = w.c[p][lane][i];
+    for (int k = 0; k < 16; k++) s += A[rows[i]][k] * B[k][cols[i]];
     c[i] = s;
   }
 }

@@ -2,7 +2,11 @@
 // emulator (fx_emu.h) and checks it against a plain reference that follows
 // engine/cpu's semantics, on shapes chosen for their edges (sizes that are
 // not multiples of the tiles, grids smaller than the work so grid-stride
-// loops wrap, masks, non-finite values where they must not spread).
+// loops wrap, masks, non-finite values where they must not spread). The
+// fused kernels must also give the bits of the ops they fuse:
+// fx_add_layernorm those of fx_add then fx_layernorm, and each matmul
+// check in turn runs the GELU epilogue (none, tanh, erf) against the plain
+// product followed by fx_gelu_tanh or fx_gelu_erf.
 //
 //   clang++-14 -std=c++17 -O1 -DFX_HOST_EMU -I kernels -x c++ kernels/emu/kernelcheck.cpp -pthread -o /tmp/kernelcheck
 //   /tmp/kernelcheck [elementwise|rows|copy|attention|matmul|matmul-kernels|matmul-dispatch]
@@ -252,6 +256,33 @@ static void test_rows() {
     }
     std::string sfx = " D=" + std::to_string(D);
     check("fx_layernorm" + sfx, y, wy, 1.2e-7, nullptr, 1e-6L);
+    {
+      // Fused with the residual add: x = a + d, split so that the sum is
+      // the x above; s and y must have the bits of fx_add then fx_layernorm
+      // (whose y was checked just now).
+      VF d = randv(x.size()), a(x.size()), sum(x.size(), NAN), ya(x.size(), NAN), s2(x.size()), y2(x.size());
+      for (size_t i = 0; i < x.size(); i++) a[i] = x[i] - d[i];
+      fx_emu_launch(g, b, [&] {
+        fx_add_layernorm(sum.data(), ya.data(), a.data(), d.data(), gam.data(), bet.data(), rows, D, eps);
+      });
+      fx_emu_launch(D3(2), b, [&] { fx_add(s2.data(), a.data(), d.data(), (int)x.size(), (int)x.size()); });
+      fx_emu_launch(g, b, [&] { fx_layernorm(y2.data(), s2.data(), gam.data(), bet.data(), rows, D, eps); });
+      check("fx_add_layernorm sum (bits of fx_add)" + sfx, sum, std::vector<LD>(s2.begin(), s2.end()), 0);
+      check("fx_add_layernorm y (bits of fx_add, fx_layernorm)" + sfx, ya, std::vector<LD>(y2.begin(), y2.end()), 0);
+      std::vector<LD> wya(x.size());
+      for (int r = 0; r < rows; r++) {
+        const float* sr = &s2[(size_t)r * D];
+        LD mean, var;
+        moments(sr, D, &mean, &var);
+        LD rstd = 1.0L / sqrtl(var + eps);
+        for (int c = 0; c < D; c++) {
+          float n = (float)(((LD)sr[c] - mean) * rstd);
+          volatile float ng = n * gam[c];
+          wya[(size_t)r * D + c] = (LD)(ng + bet[c]);
+        }
+      }
+      check("fx_add_layernorm y" + sfx, ya, wya, 1.2e-7, nullptr, 1e-6L);
+    }
     check("fx_layernorm_scale" + sfx, s, ws, 1e-7);
     check("fx_layernorm_backward" + sfx, dx, wdx, 2e-7, &sdx);
   }
@@ -655,11 +686,12 @@ static MMPlan plan_matmul(int m, int n, int k, int transW, bool tf32, int sms, b
 // blocks, 4 by default: a grid-stride loop does the same work on any grid,
 // and the emulator pays for every block.
 static void mm_run(const MMPlan& p, float* y, const float* x, const float* w, const float* bias, int M, int N, int K,
-                   int transW, unsigned reduce_grid = 4) {
-  bool reduce = p.partial && (p.splits > 1 || bias);
+                   int transW, unsigned reduce_grid = 4, int act = FX_ACT_NONE) {
+  bool reduce = p.partial && (p.splits > 1 || bias || act != FX_ACT_NONE);
   VF ws;
   float* dst = y;
   const float* kbias = p.partial ? nullptr : bias;
+  const int kact = p.partial ? FX_ACT_NONE : act;
   if (reduce) {
     ws.assign((size_t)p.splits * M * N, NAN);
     dst = ws.data();
@@ -670,21 +702,25 @@ static void mm_run(const MMPlan& p, float* y, const float* x, const float* w, co
       fx_emu_launch(p.grid, p.block, [&] { fx_matmul_skinny_partial(dst, x, w, M, N, K, transW, kc); });
       break;
     case MM_F32:
-      fx_emu_launch(p.grid, p.block, [&] { fx_matmul_f32(dst, x, w, kbias, M, N, K, transW); });
+      fx_emu_launch(p.grid, p.block, [&] { fx_matmul_f32(dst, x, w, kbias, M, N, K, transW, kact); });
       break;
     case MM_F32_64:
-      fx_emu_launch(p.grid, p.block, [&] { fx_matmul_f32_64(dst, x, w, kbias, M, N, K, transW, kc); });
+      fx_emu_launch(p.grid, p.block, [&] { fx_matmul_f32_64(dst, x, w, kbias, M, N, K, transW, kc, kact); });
       break;
     case MM_TF32:
-      fx_emu_launch_shared(p.grid, p.block, p.shared, [&] { fx_matmul_tf32(dst, x, w, kbias, M, N, K, transW, kc); });
+      fx_emu_launch_shared(p.grid, p.block, p.shared,
+                           [&] { fx_matmul_tf32(dst, x, w, kbias, M, N, K, transW, kc, kact); });
       break;
     case MM_TF32_64:
-      fx_emu_launch(p.grid, p.block, [&] { fx_matmul_tf32_64(dst, x, w, kbias, M, N, K, transW, kc); });
+      fx_emu_launch(p.grid, p.block, [&] { fx_matmul_tf32_64(dst, x, w, kbias, M, N, K, transW, kc, kact); });
       break;
   }
   if (reduce) {
     unsigned g = std::min(reduce_grid, grid1((size_t)M * N));
-    fx_emu_launch(D3(g), D3(256), [&] { fx_matmul_splitk_reduce(y, dst, bias, M, N, p.splits); });
+    if (act == FX_ACT_NONE)
+      fx_emu_launch(D3(g), D3(256), [&] { fx_matmul_splitk_reduce(y, dst, bias, M, N, p.splits); });
+    else
+      fx_emu_launch(D3(g), D3(256), [&] { fx_matmul_splitk_reduce_act(y, dst, bias, M, N, p.splits, act); });
   }
 }
 
@@ -723,7 +759,7 @@ static std::string mm_tag(int M, int N, int K, int transW, bool bias) {
 // fragment layouts) and the exact one (2e-3). xoff/woff shift x and w off
 // 16-byte alignment.
 static void mm_check_plan(const std::string& what, const MMPlan& p, int M, int N, int K, int transW, bool withBias,
-                          int xoff = 0, int woff = 0, unsigned reduce_grid = 4) {
+                          int xoff = 0, int woff = 0, unsigned reduce_grid = 4, int act = FX_ACT_NONE) {
   VF xs = randv((size_t)M * K + xoff), ws = randv((size_t)K * N + woff), bias = randv(N);
   const float* x = xs.data() + xoff;
   const float* w = ws.data() + woff;
@@ -744,7 +780,26 @@ static void mm_check_plan(const std::string& what, const MMPlan& p, int M, int N
   } else {
     check(info, y, r.want, tol, &r.sc);
   }
+  if (act == FX_ACT_NONE) return;
+  // The GELU epilogue: the bits of this product (checked above) followed
+  // by the elementwise GELU kernel.
+  VF ya((size_t)M * N, NAN), yg = y;
+  mm_run(p, ya.data(), x, w, bp, M, N, K, transW, reduce_grid, act);
+  int n = (int)yg.size();
+  fx_emu_launch(D3(grid1(yg.size(), 4)), D3(256), [&] {
+    if (act == FX_ACT_GELU_TANH)
+      fx_gelu_tanh(yg.data(), yg.data(), n);
+    else
+      fx_gelu_erf(yg.data(), yg.data(), n);
+  });
+  check(std::string(info) + (act == FX_ACT_GELU_TANH ? " gelu_tanh" : " gelu_erf") + " epilogue (bits of MatMul, GELU)",
+        ya, std::vector<LD>(yg.begin(), yg.end()), 0);
 }
+
+// mm_act rotates the epilogue's activation over the checks: none, GELU
+// tanh, GELU erf.
+static int mm_act_turn = 0;
+static int mm_act() { return mm_act_turn++ % 3; }
 
 // mm_explicit returns a plan for kernel kern with a given kchunk (<= 0: one
 // split), the geometry as planMatMul builds it.
@@ -784,30 +839,30 @@ static void test_matmul_kernels() {
     for (int transW = 0; transW < 2; transW++) {
       int M = sh.M, N = sh.N, K = sh.K;
       for (int withBias = 0; withBias < 2; withBias++)
-        mm_check_plan("kernel", mm_explicit(MM_F32, M, N, K, transW, 0), M, N, K, transW, withBias);
+        mm_check_plan("kernel", mm_explicit(MM_F32, M, N, K, transW, 0), M, N, K, transW, withBias, 0, 0, 4, mm_act());
       // One split, and chunks of whole k-tiles and not (16 + 24 or 32 + 16),
       // reduced with the bias.
       const int kc64[] = {0, 16, 40}, kctc[] = {0, 32, 48};
       for (int i = 0; i < 3; i++) {
         if (i && kctc[i] >= K) continue;
         bool bias = (parity++ & 1) != 0;
-        mm_check_plan("kernel", mm_explicit(MM_F32_64, M, N, K, transW, kc64[i]), M, N, K, transW, bias);
+        mm_check_plan("kernel", mm_explicit(MM_F32_64, M, N, K, transW, kc64[i]), M, N, K, transW, bias, 0, 0, 4, mm_act());
         if (M * N <= 130 * 130 && K <= 64) {  // the emulator's mma is slow
-          mm_check_plan("kernel", mm_explicit(MM_TF32_64, M, N, K, transW, kctc[i]), M, N, K, transW, !bias);
-          mm_check_plan("kernel", mm_explicit(MM_TF32, M, N, K, transW, kctc[i]), M, N, K, transW, bias);
+          mm_check_plan("kernel", mm_explicit(MM_TF32_64, M, N, K, transW, kctc[i]), M, N, K, transW, !bias, 0, 0, 4, mm_act());
+          mm_check_plan("kernel", mm_explicit(MM_TF32, M, N, K, transW, kctc[i]), M, N, K, transW, bias, 0, 0, 4, mm_act());
         }
       }
     }
   // The TF32 128×128 kernel's 4-byte cp.async path (x or w misaligned, N
   // or K odd), and a K of more tiles than stages, split and not.
   for (int transW = 0; transW < 2; transW++) {
-    mm_check_plan("kernel", mm_explicit(MM_TF32, 130, 129, 20, transW, 0), 130, 129, 20, transW, true, 1, 0);
-    mm_check_plan("kernel", mm_explicit(MM_TF32, 130, 129, 20, transW, 0), 130, 129, 20, transW, false, 0, 1);
-    mm_check_plan("kernel", mm_explicit(MM_TF32, 33, 131, 37, transW, 0), 33, 131, 37, transW, false);
-    mm_check_plan("kernel", mm_explicit(MM_TF32, 40, 136, 200, transW, 64), 40, 136, 200, transW, true);
-    mm_check_plan("kernel", mm_explicit(MM_TF32, 17, 24, 260, transW, 0), 17, 24, 260, transW, true);
+    mm_check_plan("kernel", mm_explicit(MM_TF32, 130, 129, 20, transW, 0), 130, 129, 20, transW, true, 1, 0, 4, mm_act());
+    mm_check_plan("kernel", mm_explicit(MM_TF32, 130, 129, 20, transW, 0), 130, 129, 20, transW, false, 0, 1, 4, mm_act());
+    mm_check_plan("kernel", mm_explicit(MM_TF32, 33, 131, 37, transW, 0), 33, 131, 37, transW, false, 0, 0, 4, mm_act());
+    mm_check_plan("kernel", mm_explicit(MM_TF32, 40, 136, 200, transW, 64), 40, 136, 200, transW, true, 0, 0, 4, mm_act());
+    mm_check_plan("kernel", mm_explicit(MM_TF32, 17, 24, 260, transW, 0), 17, 24, 260, transW, true, 0, 0, 4, mm_act());
     // K % 4 == 0 but chunks that end off a multiple of 4: 4-byte copies.
-    mm_check_plan("kernel", mm_explicit(MM_TF32, 9, 40, 68, transW, 34), 9, 40, 68, transW, false);
+    mm_check_plan("kernel", mm_explicit(MM_TF32, 9, 40, 68, transW, 34), 9, 40, 68, transW, false, 0, 0, 4, mm_act());
   }
   // The skinny kernel: every M, vector and 4-byte paths (N % 4, K % 4,
   // misaligned x or w, chunks not multiples of 4), chunks of all sizes.
@@ -815,19 +870,19 @@ static void test_matmul_kernels() {
     for (int transW = 0; transW < 2; transW++) {
       int N = 70, K = 45;
       for (int kc : {0, 8, 13, 20, 100})
-        mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, N, K, transW, kc), M, N, K, transW, (M + kc) & 1);
-      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 72, 264, transW, 128), M, 72, 264, transW, true);
-      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 72, 264, transW, 0), M, 72, 264, transW, false);
-      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 72, 264, transW, 40), M, 72, 264, transW, true, 1, 0);
-      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 72, 264, transW, 40), M, 72, 264, transW, true, 0, 1);
-      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 133, 77, transW, 36), M, 133, 77, transW, false);
-      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 36, 264, transW, 18), M, 36, 264, transW, M & 1);  // K % 4 == 0, chunks not
+        mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, N, K, transW, kc), M, N, K, transW, (M + kc) & 1, 0, 0, 4, mm_act());
+      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 72, 264, transW, 128), M, 72, 264, transW, true, 0, 0, 4, mm_act());
+      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 72, 264, transW, 0), M, 72, 264, transW, false, 0, 0, 4, mm_act());
+      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 72, 264, transW, 40), M, 72, 264, transW, true, 1, 0, 4, mm_act());
+      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 72, 264, transW, 40), M, 72, 264, transW, true, 0, 1, 4, mm_act());
+      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 133, 77, transW, 36), M, 133, 77, transW, false, 0, 0, 4, mm_act());
+      mm_check_plan("kernel", mm_explicit(MM_SKINNY, M, 36, 264, transW, 18), M, 36, 264, transW, M & 1, 0, 0, 4, mm_act());  // K % 4 == 0, chunks not
     }
   // The reduction on MatMul's grid, and on a grid smaller than the work
   // (the grid-stride loop wraps).
   mm_check_plan("reduce grid as MatMul's", mm_explicit(MM_F32_64, 65, 70, 100, 0, 32), 65, 70, 100, 0, true, 0, 0,
-                65535);
-  mm_check_plan("reduce grid 1", mm_explicit(MM_SKINNY, 5, 769, 300, 1, 128), 5, 769, 300, 1, true, 0, 0, 1);
+                65535, mm_act());
+  mm_check_plan("reduce grid 1", mm_explicit(MM_SKINNY, 5, 769, 300, 1, 128), 5, 769, 300, 1, true, 0, 0, 1, mm_act());
 
 }
 
@@ -848,7 +903,7 @@ static void test_matmul_dispatch() {
   int run = 0, skipped = 0;
   std::map<std::string, int> paths;
   auto check_path = [&](int sms, const MMPlan& p, int M, int N, int K, int transW, bool bias) {
-    mm_check_plan("plan sms=" + std::to_string(sms), p, M, N, K, transW, bias);
+    mm_check_plan("plan sms=" + std::to_string(sms), p, M, N, K, transW, bias, 0, 0, 4, mm_act());
     paths[std::string(mm_kernel_name[p.kernel]) + (p.splits > 1 ? " split" : "")]++;
     run++;
   };
