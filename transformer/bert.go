@@ -252,14 +252,7 @@ func (ly *BertLayer) forward(r *run, x *engine.Tensor, mask engine.AttnMask) *en
 	scale := float32(1 / math.Sqrt(float64(D/H)))
 	attnOut := r.point(h.attnOut, attend(r, h, q, k, v, scale, mask, ly.AttnOutput, true))
 	_, x = ly.AttnLayerNorm.addForward(r, x, attnOut, h.residMid)
-	var post *engine.Tensor
-	if r.active(h.pre) {
-		pre := r.point(h.pre, b.MatMul(x, ly.Intermediate.W, ly.Intermediate.B, true))
-		post = b.GELU(pre, ly.Act)
-	} else {
-		post = b.MatMulGELU(x, ly.Intermediate.W, ly.Intermediate.B, true, ly.Act)
-	}
-	post = r.point(h.post, post)
+	post := mlpIn(r, h, x, ly.Intermediate, ly.Act, true)
 	mlpOut := r.point(h.mlpOut, b.MatMul(post, ly.Output.W, ly.Output.B, true))
 	_, x = ly.OutputLayerNorm.addForward(r, x, mlpOut)
 	return r.point(h.residPost, x)

@@ -250,20 +250,26 @@ func attend(r *run, h *blockHooks, q, k, v *engine.Tensor, scale float32, mask e
 	return b.MatMul(z.Reshape(B, T, H*Dh), out.W, out.B, transW)
 }
 
-// forward computes the MLP output [B, T, D] of the normalised x. Unless a
-// hook reads or edits hook_pre, the GELU runs in the first matmul's
-// epilogue (MatMulGELU).
+// forward computes the MLP output [B, T, D] of the normalised x.
 func (mlp *GPT2MLP) forward(r *run, h *blockHooks, x *engine.Tensor) *engine.Tensor {
+	post := mlpIn(r, h, x, mlp.CFc, mlp.Act, false)
+	return r.b.MatMul(post, mlp.CProj.W, mlp.CProj.B, false)
+}
+
+// mlpIn is an MLP's first product and its activation, GELU(x·in.W + in.B),
+// with the hook points hook_pre and hook_post; shared by GPT-2 and BERT.
+// Unless a hook reads or edits hook_pre, the GELU runs in the product's
+// epilogue (MatMulGELU).
+func mlpIn(r *run, h *blockHooks, x *engine.Tensor, in linear, act engine.Activation, transW bool) *engine.Tensor {
 	b := r.b
 	var post *engine.Tensor
 	if r.active(h.pre) {
-		pre := r.point(h.pre, b.MatMul(x, mlp.CFc.W, mlp.CFc.B, false))
-		post = b.GELU(pre, mlp.Act)
+		pre := r.point(h.pre, b.MatMul(x, in.W, in.B, transW))
+		post = b.GELU(pre, act)
 	} else {
-		post = b.MatMulGELU(x, mlp.CFc.W, mlp.CFc.B, false, mlp.Act)
+		post = b.MatMulGELU(x, in.W, in.B, transW, act)
 	}
-	post = r.point(h.post, post)
-	return b.MatMul(post, mlp.CProj.W, mlp.CProj.B, false)
+	return r.point(h.post, post)
 }
 
 // activation maps a config's activation name to the engine's.

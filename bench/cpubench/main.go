@@ -81,13 +81,20 @@ func main() {
 	}
 }
 
-func run(dir string, threads int, kernels cpu.Kernels, prompt, steps, rounds int, seconds float64) error {
+// load sets the thread count and loads the model in dir on a CPU backend
+// with the given kernels.
+func load(dir string, threads int, kernels cpu.Kernels) (*transformer.Model, *cpu.Backend, error) {
 	if dir == "" {
-		return fmt.Errorf("-model DIR is required")
+		return nil, nil, fmt.Errorf("-model DIR is required")
 	}
 	runtime.GOMAXPROCS(threads)
 	be := cpu.New(cpu.WithKernels(kernels))
 	m, err := transformer.Load(dir, be)
+	return m, be, err
+}
+
+func run(dir string, threads int, kernels cpu.Kernels, prompt, steps, rounds int, seconds float64) error {
+	m, be, err := load(dir, threads, kernels)
 	if err != nil {
 		return err
 	}
@@ -189,12 +196,7 @@ func best(fn func() error, rounds int, seconds float64) (float64, error) {
 // every observing hook point, and with one at hook_pattern alone, rounds
 // times each, in turn, and prints the times and overheads as JSON.
 func hookOverhead(dir string, threads int, kernels cpu.Kernels, prompt, rounds int) error {
-	if dir == "" {
-		return fmt.Errorf("-model DIR is required")
-	}
-	runtime.GOMAXPROCS(threads)
-	be := cpu.New(cpu.WithKernels(kernels))
-	m, err := transformer.Load(dir, be)
+	m, be, err := load(dir, threads, kernels)
 	if err != nil {
 		return err
 	}

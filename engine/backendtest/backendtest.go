@@ -200,6 +200,25 @@ func refMatMul(x, w, bias []float32, m, k, n int, transW bool) []float64 {
 	return out
 }
 
+// matmulInputs returns random inputs of a product of x [lead..., k] and w
+// ([k, n], or [n, k] with transW), with a bias [n] when bias is set (biasT
+// nil otherwise), and all of them as ins for unchanged.
+func (s *suite) matmulInputs(r *rand.Rand, lead []int, k, n int, bias, transW bool) (x, w input, biasT *engine.Tensor, biasV []float32, ins []input) {
+	x = s.randIn(r, append(slices.Clone(lead), k)...)
+	wShape := []int{k, n}
+	if transW {
+		wShape = []int{n, k}
+	}
+	w = s.randIn(r, wShape...)
+	ins = []input{x, w}
+	if bias {
+		b := s.randIn(r, n)
+		biasT, biasV = b.t, b.vals
+		ins = append(ins, b)
+	}
+	return x, w, biasT, biasV, ins
+}
+
 func (s *suite) testMatMul(t *testing.T) {
 	t.Run("by hand", func(t *testing.T) {
 		x := s.in([]float32{1, 2, 3, 4}, 2, 2)
@@ -233,22 +252,8 @@ func (s *suite) testMatMul(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := rng(t)
 			m := engine.NumElements(tc.lead)
-			x := s.randIn(r, append(slices.Clone(tc.lead), tc.k)...)
-			wShape := []int{tc.k, tc.n}
-			if tc.transW {
-				wShape = []int{tc.n, tc.k}
-			}
-			w := s.randIn(r, wShape...)
-			ins := []input{x, w}
-			var biasT *engine.Tensor
-			var biasV []float32
-			if tc.bias {
-				bias := s.randIn(r, tc.n)
-				biasT, biasV = bias.t, bias.vals
-				ins = append(ins, bias)
-			}
+			x, w, biasT, biasV, ins := s.matmulInputs(rng(t), tc.lead, tc.k, tc.n, tc.bias, tc.transW)
 			got := s.b.MatMul(x.t, w.t, biasT, tc.transW)
 			s.close(t, got, append(slices.Clone(tc.lead), tc.n), refMatMul(x.vals, w.vals, biasV, m, tc.k, tc.n, tc.transW))
 			s.unchanged(t, ins...)
@@ -477,22 +482,8 @@ func (s *suite) testMatMulGELU(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := rng(t)
 			m := engine.NumElements(tc.lead)
-			x := s.randIn(r, append(slices.Clone(tc.lead), tc.k)...)
-			wShape := []int{tc.k, tc.n}
-			if tc.transW {
-				wShape = []int{tc.n, tc.k}
-			}
-			w := s.randIn(r, wShape...)
-			ins := []input{x, w}
-			var biasT *engine.Tensor
-			var biasV []float32
-			if tc.bias {
-				bias := s.randIn(r, tc.n)
-				biasT, biasV = bias.t, bias.vals
-				ins = append(ins, bias)
-			}
+			x, w, biasT, biasV, ins := s.matmulInputs(rng(t), tc.lead, tc.k, tc.n, tc.bias, tc.transW)
 			f := geluTanh
 			if tc.kind == engine.GELUErf {
 				f = geluErf

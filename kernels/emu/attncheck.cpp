@@ -26,26 +26,9 @@
 #include <vector>
 
 #include "../attention.cu"
+#include "check.h"
 
-typedef long double LD;
-typedef std::vector<float> VF;
-
-static int failures = 0;
 static bool with_v1 = false;
-static std::mt19937_64 rng(4242);
-
-static VF randv(size_t n, float lo = -1, float hi = 1) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  VF v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-static FxEmuDim D3(unsigned x, unsigned y = 1, unsigned z = 1) {
-  FxEmuDim d;
-  d.x = x, d.y = y, d.z = z;
-  return d;
-}
 
 // check compares got with want: |got-want| <= tol·scale[i]; NaN must match
 // NaN, infinities must match exactly.
@@ -174,6 +157,7 @@ static void run(const Case& c) {
 }
 
 int main(int argc, char** argv) {
+  rng.seed(4242);
   with_v1 = argc > 1 && std::string(argv[1]) == "v1";
   const std::vector<Case> cases = {
       // Dh <= 64: 64×64 tiles.

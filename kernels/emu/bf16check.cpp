@@ -27,25 +27,7 @@
 
 #include "../matmul.cu"
 #include "../matmul_bf16.cu"
-
-typedef long double LD;
-typedef std::vector<float> VF;
-
-static int failures = 0;
-static std::mt19937_64 rng(4242);
-
-static VF randv(size_t n, float lo = -1, float hi = 1) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  VF v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-static FxEmuDim D3(unsigned x, unsigned y = 1, unsigned z = 1) {
-  FxEmuDim d;
-  d.x = x, d.y = y, d.z = z;
-  return d;
-}
+#include "check.h"
 
 static int cdiv(int a, int b) { return (a + b - 1) / b; }
 
@@ -183,6 +165,7 @@ static void test_gpt2() {
 }
 
 int main(int argc, char** argv) {
+  rng.seed(4242);
   setvbuf(stdout, nullptr, _IOLBF, 0);
   std::string only = argc > 1 ? argv[1] : "";
   if (only.empty() || only == "edges") test_edges();

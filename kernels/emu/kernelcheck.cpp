@@ -39,25 +39,7 @@
 #include "../elementwise.cu"
 #include "../matmul.cu"
 #include "../rows.cu"
-
-typedef long double LD;
-typedef std::vector<float> VF;
-
-static int failures = 0;
-static std::mt19937_64 rng(12345);
-
-static VF randv(size_t n, float lo = -1, float hi = 1) {
-  std::uniform_real_distribution<float> d(lo, hi);
-  VF v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-static FxEmuDim D3(unsigned x, unsigned y = 1, unsigned z = 1) {
-  FxEmuDim d;
-  d.x = x, d.y = y, d.z = z;
-  return d;
-}
+#include "check.h"
 
 // check compares got with want elementwise: |got-want| <= tol·scale[i] (or
 // tol·max(|want|, floor) without scale); NaN must match NaN, infinities
@@ -948,6 +930,7 @@ static void test_matmul_dispatch() {
 }
 
 int main(int argc, char** argv) {
+  rng.seed(12345);
   setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows as it goes
   std::string only = argc > 1 ? argv[1] : "";
   auto want = [&](const char* s) { return only.empty() || only == s; };

@@ -25,17 +25,7 @@
 #include <vector>
 
 #include "../record.cu"
-
-typedef std::vector<float> VF;
-
-static int failures = 0;
-static std::mt19937_64 rng(777);
-
-static FxEmuDim D3(unsigned x, unsigned y = 1, unsigned z = 1) {
-  FxEmuDim d;
-  d.x = x, d.y = y, d.z = z;
-  return d;
-}
+#include "check.h"
 
 static float bitsf(uint32_t u) { return __builtin_bit_cast(float, u); }
 static uint32_t fbits(float f) { return __builtin_bit_cast(uint32_t, f); }
@@ -244,6 +234,7 @@ static void check_f16() {
 }
 
 int main() {
+  rng.seed(777);
   setvbuf(stdout, nullptr, _IOLBF, 0);
   // Below one stripe, one stripe and its tail cases, around a block of
   // 256, GPT-2's widths, and more than 256 blocks (two rounds of the fold).
