@@ -28,6 +28,7 @@ type ccaEvalRow struct {
 	Precision, Recall     float64 // against ground-truth causes (mean over certified)
 	StageRecall           float64 // recall within the planted stages the fix set touches
 	Forwards, Seconds     float64 // mean per prompt, all layers
+	Paths                 float64 // generation paths the certified metric follows (summed)
 	CFForwards, CFSeconds float64 // mean per prompt, CF-flagged layers (CF time included)
 	SameSet               int     // prompts where CF→CCA found the same fix set
 	CFRuns                int
@@ -148,6 +149,10 @@ type ccaEvalJSON struct {
 	StageRecall float64 `json:"recall_in_stages_hit"`
 	Forwards    float64 `json:"forwards"`
 	Seconds     float64 `json:"seconds"`
+	// Paths is the mean number of generation paths a certified fix set's
+	// metric follows (1: the recorded generation alone; more when free
+	// generation with an earlier fix set still failed, cca.max_paths).
+	Paths float64 `json:"generation_paths"`
 	// CFRuns counts the prompts CF→CCA certified; its means are over them.
 	CFRuns     int      `json:"cf_runs"`
 	CFForwards float64  `json:"cf_forwards,omitempty"`
@@ -161,7 +166,7 @@ func (r ccaEvalRow) json() ccaEvalJSON {
 	out := ccaEvalJSON{Scenario: r.Scenario, Granularity: r.Granularity, Prompts: r.Prompts, Certified: r.Certified,
 		Flipped: r.Flipped, FlipRate: float64(r.Flipped) / n, MeanSize: r.MeanSize / n, SiteFrac: r.MeanFrac / n,
 		ActFrac: r.MeanActFrac / n, Precision: r.Precision / n, Recall: r.Recall / n, StageRecall: r.StageRecall / n,
-		Forwards: r.Forwards / n, Seconds: r.Seconds / n, CFRuns: r.CFRuns, SameSet: r.SameSet, Errors: r.Errors}
+		Forwards: r.Forwards / n, Seconds: r.Seconds / n, Paths: r.Paths / n, CFRuns: r.CFRuns, SameSet: r.SameSet, Errors: r.Errors}
 	if r.CFRuns > 0 {
 		out.CFForwards, out.CFSeconds = r.CFForwards/float64(r.CFRuns), r.CFSeconds/float64(r.CFRuns)
 	}
@@ -210,6 +215,7 @@ func evalScenario(ctx context.Context, sc *scenario.Scenario, m *transformer.Mod
 		secs := time.Since(start).Seconds()
 		row.Certified++
 		row.Forwards += float64(res.Cost.Forwards)
+		row.Paths += float64(res.Paths())
 		row.Seconds += secs
 		fixed, _, err := sc.Check(ctx, m, pr.Text, cca.Interventions(m, res.FixSet))
 		if err != nil {

@@ -66,6 +66,9 @@ type Cost struct {
 	// ResumedBlocks counts the blocks skipped by resuming batched forwards
 	// from a cached resid_pre, summed over the forwards.
 	ResumedBlocks int `json:"resumed_blocks"`
+	// Replays counts the free generations the search replayed through the
+	// detector (Problem.Detector).
+	Replays int `json:"detector_replays,omitempty"`
 }
 
 // Result is a search's outcome.
@@ -91,11 +94,23 @@ type Result struct {
 	// metric with FixSet[i] left out, each still failing (> 0).
 	Minimal bool
 	Removed []float64
+	// Metric is the metric the fix set is certified against: the
+	// problem's, with the generation paths the search added (Paths).
+	Metric MetricSpec
+	// DetectorChecked is true when the search replayed free generation
+	// with the fix set through the problem's detector, and DetectorFailed
+	// the last verdict (false: the fix holds under free generation).
+	DetectorChecked bool
+	DetectorFailed  bool
 	// Cost is what the search spent.
 	Cost Cost
 	// Notes say what was assumed or skipped.
 	Notes []string
 }
+
+// Paths returns how many generation paths the fix set's metric covers
+// (the recorded one, then those the search added).
+func (r *Result) Paths() int { return 1 + len(r.Metric.Paths) }
 
 // Progress receives a line per search step (nil: silent).
 type Progress func(format string, args ...any)
@@ -139,7 +154,8 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
 	}
-	res = &Result{Layers: layers, Granularity: cfg.Granularity, Intervention: cfg.Intervention, Notes: slices.Clone(p.Notes)}
+	res = &Result{Layers: layers, Granularity: cfg.Granularity, Intervention: cfg.Intervention, Notes: slices.Clone(p.Notes), Metric: p.Metric}
+	res.Metric.Paths = slices.Clip(res.Metric.Paths) // paths the search adds leave the problem's alone
 	cands := candidates(m, layers, cfg.Granularity, cfg.QueryKey)
 	hooks := hooksOf(cands)
 	sources, srcNote, err := interventionSources(ctx, p, cfg.Intervention, hooks)
@@ -234,7 +250,7 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 	// patching estimates each site alone, so a group whose members matter
 	// only together, through a saturated or redundant readout, ranks low),
 	// and the window widens, four times at a time, up to every candidate.
-	ev, err := newEvaluator(ctx, p, cfg, &res.Cost)
+	ev, err := newEvaluator(ctx, p, &res.Metric, cfg, &res.Cost)
 	if err != nil {
 		return nil, err
 	}
@@ -305,142 +321,288 @@ func Search(ctx context.Context, p *Problem, layers []int, cfg Config, progress 
 		res.Notes = append(res.Notes, fmt.Sprintf("the search used the top %d of %d ranked candidates (cca.max_candidates)", window, len(cands)))
 	}
 
-	// Grow: exponential, then k-ary search for the shortest flipping prefix.
-	var sizes []int
-	for k := 1; k < len(members); k *= 2 {
-		if k > lo {
-			sizes = append(sizes, k)
-		}
-	}
-	hi := len(members) // prefix lo fails, prefix hi flips
-	for len(sizes) > 0 && hi == len(members) {
-		n := min(len(sizes), cfg.Batch)
-		batch := sizes[:n]
-		sizes = sizes[n:]
-		sets := make([][]int, n)
-		for i, k := range batch {
-			sets[i] = prefix(k)
-		}
-		vals, err := ev.eval(members, sets)
-		if err != nil {
-			return res, err
-		}
-		for i, k := range batch {
-			if vals[i] <= 0 {
-				hi = k
-				break
-			}
-			lo = k
-		}
-		progress("cca: grow: prefixes %v → flips at %d", batch, hi)
-	}
-	for hi-lo > 1 {
-		step := float64(hi-lo) / float64(min(cfg.Batch, hi-lo-1)+1)
-		var batch []int
-		for i := 1; i <= min(cfg.Batch, hi-lo-1); i++ {
-			k := lo + int(math.Round(step*float64(i)))
-			if k > lo && k < hi && !slices.Contains(batch, k) {
-				batch = append(batch, k)
+	// minimize grows the set along members' order from the prefix lo
+	// (known not to flip; the first base members are always kept, and the
+	// grow tries base+1, base+2, base+4, ...) to the shortest flipping
+	// prefix (the whole of members flips), then shrinks it to 1-minimal.
+	minimize := func(members []Member, base, lo int) ([]int, error) {
+		// Grow: exponential, then k-ary search for the shortest flipping prefix.
+		var sizes []int
+		for k := 1; base+k < len(members); k *= 2 {
+			if base+k > lo {
+				sizes = append(sizes, base+k)
 			}
 		}
-		sets := make([][]int, len(batch))
-		for i, k := range batch {
-			sets[i] = prefix(k)
-		}
-		vals, err := ev.eval(members, sets)
-		if err != nil {
-			return res, err
-		}
-		newLo, newHi := lo, hi
-		for i, k := range batch {
-			if vals[i] <= 0 {
-				newHi = k
-				break
+		hi := len(members) // prefix lo fails, prefix hi flips
+		for len(sizes) > 0 && hi == len(members) {
+			n := min(len(sizes), cfg.Batch)
+			batch := sizes[:n]
+			sizes = sizes[n:]
+			sets := make([][]int, n)
+			for i, k := range batch {
+				sets[i] = prefix(k)
 			}
-			newLo = k
-		}
-		lo, hi = newLo, newHi
-		progress("cca: binary search: flips between %d and %d", lo, hi)
-	}
-	set := prefix(hi)
-
-	// Shrink coarsely first (delta debugging): drop whole chunks whose
-	// removal keeps the fix, halving the chunks while none can go.
-	for k := 2; len(set) > 2*cfg.Batch && k < len(set); {
-		chunks := split(set, k)
-		sets := make([][]int, len(chunks))
-		for i, c := range chunks {
-			sets[i] = withoutValues(set, c)
-		}
-		vals, err := ev.eval(members, sets)
-		if err != nil {
-			return res, err
-		}
-		dropped := false
-		for i, v := range vals {
-			if v <= 0 {
-				progress("cca: shrink: %d → %d members (chunks of %d)", len(set), len(sets[i]), len(chunks[i]))
-				set, dropped = sets[i], true
-				k = max(k-1, 2)
-				break
-			}
-		}
-		if !dropped {
-			k *= 2
-		}
-	}
-	// Shrink to 1-minimal: drop members whose removal keeps the fix.
-	for {
-		sets := [][]int{set}
-		for i := range set {
-			sets = append(sets, without(set, i))
-		}
-		vals, err := ev.eval(members, sets)
-		if err != nil {
-			return res, err
-		}
-		var removable []int // positions in set, lowest rank first
-		for i := len(set) - 1; i >= 0; i-- {
-			if vals[i+1] <= 0 {
-				removable = append(removable, i)
-			}
-		}
-		if len(removable) == 0 {
-			res.After = vals[0]
-			res.Removed = vals[1:]
-			res.Minimal = true
-			break
-		}
-		// Try dropping many removable members at once, halving on failure.
-		var tries [][]int
-		for n := len(removable); n > 1; n /= 2 {
-			tries = append(tries, withoutAll(set, removable[:n]))
-			if len(tries) == cfg.Batch {
-				break
-			}
-		}
-		next := without(set, removable[0])
-		if len(tries) > 0 {
-			vals, err := ev.eval(members, tries)
+			vals, err := ev.eval(members, sets)
 			if err != nil {
-				return res, err
+				return nil, err
 			}
-			for i, t := range tries {
+			for i, k := range batch {
 				if vals[i] <= 0 {
-					next = t
+					hi = k
+					break
+				}
+				lo = k
+			}
+			progress("cca: grow: prefixes %v → flips at %d", batch, hi)
+		}
+		for hi-lo > 1 {
+			step := float64(hi-lo) / float64(min(cfg.Batch, hi-lo-1)+1)
+			var batch []int
+			for i := 1; i <= min(cfg.Batch, hi-lo-1); i++ {
+				k := lo + int(math.Round(step*float64(i)))
+				if k > lo && k < hi && !slices.Contains(batch, k) {
+					batch = append(batch, k)
+				}
+			}
+			sets := make([][]int, len(batch))
+			for i, k := range batch {
+				sets[i] = prefix(k)
+			}
+			vals, err := ev.eval(members, sets)
+			if err != nil {
+				return nil, err
+			}
+			newLo, newHi := lo, hi
+			for i, k := range batch {
+				if vals[i] <= 0 {
+					newHi = k
+					break
+				}
+				newLo = k
+			}
+			lo, hi = newLo, newHi
+			progress("cca: binary search: flips between %d and %d", lo, hi)
+		}
+		set := prefix(hi)
+
+		// Shrink coarsely first (delta debugging): drop whole chunks whose
+		// removal keeps the fix, halving the chunks while none can go.
+		for k := 2; len(set) > 2*cfg.Batch && k < len(set); {
+			chunks := split(set, k)
+			sets := make([][]int, len(chunks))
+			for i, c := range chunks {
+				sets[i] = withoutValues(set, c)
+			}
+			vals, err := ev.eval(members, sets)
+			if err != nil {
+				return nil, err
+			}
+			dropped := false
+			for i, v := range vals {
+				if v <= 0 {
+					progress("cca: shrink: %d → %d members (chunks of %d)", len(set), len(sets[i]), len(chunks[i]))
+					set, dropped = sets[i], true
+					k = max(k-1, 2)
 					break
 				}
 			}
+			if !dropped {
+				k *= 2
+			}
 		}
-		progress("cca: shrink: %d → %d members", len(set), len(next))
-		set = next
+		// Shrink to 1-minimal: drop members whose removal keeps the fix.
+		for {
+			sets := [][]int{set}
+			for i := range set {
+				sets = append(sets, without(set, i))
+			}
+			vals, err := ev.eval(members, sets)
+			if err != nil {
+				return nil, err
+			}
+			var removable []int // positions in set, lowest rank first
+			for i := len(set) - 1; i >= 0; i-- {
+				if vals[i+1] <= 0 {
+					removable = append(removable, i)
+				}
+			}
+			if len(removable) == 0 {
+				res.After = vals[0]
+				res.Removed = vals[1:]
+				res.Minimal = true
+				return set, nil
+			}
+			// Try dropping many removable members at once, halving on failure.
+			var tries [][]int
+			for n := len(removable); n > 1; n /= 2 {
+				tries = append(tries, withoutAll(set, removable[:n]))
+				if len(tries) == cfg.Batch {
+					break
+				}
+			}
+			next := without(set, removable[0])
+			if len(tries) > 0 {
+				vals, err := ev.eval(members, tries)
+				if err != nil {
+					return nil, err
+				}
+				for i, t := range tries {
+					if vals[i] <= 0 {
+						next = t
+						break
+					}
+				}
+			}
+			progress("cca: shrink: %d → %d members", len(set), len(next))
+			set = next
+		}
+	}
+	set, err := minimize(members, 0, lo)
+	if err != nil {
+		return res, err
+	}
+	// Generation failures: the metric follows greedy decoding along the
+	// recorded generation, but with the fix a free generation may take
+	// another path to a lexicon word. Replay it through the detector;
+	// while it still fires, add its path to the metric (the largest of the
+	// path margins) and search again from the fix set: grow along the
+	// ranking, then shrink to 1-minimal under the extended metric.
+	cur := members // set indexes cur: the ranked members, then reordered
+	if p.Detector != nil {
+		if cur, set, err = detectorRounds(ctx, p, res, ev, cfg, members, set, func() []Member {
+			memberUpTo(len(cands))
+			return members
+		}, minimize, progress); err != nil {
+			return res, err
+		}
+		if len(res.Metric.Paths) > 0 {
+			res.Metric.Description += fmt.Sprintf("; the largest of that over %d generation paths: the recorded one, then (paths) the free generations with earlier fix sets that still reached a lexicon token", res.Paths())
+		}
 	}
 	for _, i := range set {
-		res.FixSet = append(res.FixSet, members[i])
+		res.FixSet = append(res.FixSet, cur[i])
 	}
 	res.Cost.Seconds = time.Since(start).Seconds()
 	progress("cca: fix set of %d (metric %.4g → %.4g), %d forwards, %.1fs", len(set), res.Before, res.After, res.Cost.Forwards, res.Cost.Seconds)
 	return res, nil
+}
+
+// detectorRounds checks the fix set (set, indices into ranked) against
+// the problem's detector on free generation and, while the detector still
+// fires, adds the new generation's path to the metric and searches again
+// from the fix set: the set first, then the other ranked members (all of
+// the candidates when those do not flip the extended metric), grown and
+// shrunk by minimize. It returns the members the final set indexes. A
+// round that cannot fix the new path (no fix among the candidates, a
+// budget spent) leaves the last fix set and its metric as they were, with
+// a note.
+func detectorRounds(ctx context.Context, p *Problem, res *Result, ev *evaluator, cfg Config, ranked []Member, set []int,
+	all func() []Member, minimize func([]Member, int, int) ([]int, error), progress Progress) ([]Member, []int, error) {
+	m := p.Model
+	cur := ranked
+	prefix := func(k int) []int {
+		s := make([]int, k)
+		for i := range s {
+			s[i] = i
+		}
+		return s
+	}
+	for round := 0; ; round++ {
+		fix := make([]Member, len(set))
+		for i, j := range set {
+			fix[i] = cur[j]
+		}
+		failed, gen, err := p.Detector(ctx, Interventions(m, fix))
+		if err != nil {
+			if ctx.Err() != nil {
+				res.Notes = append(res.Notes, fmt.Sprintf("the detector replay with the fix set stopped: %v (cca.timeout, --timeout)", err))
+				return cur, set, nil
+			}
+			return nil, nil, err
+		}
+		res.Cost.Replays++
+		res.DetectorChecked, res.DetectorFailed = true, failed
+		progress("cca: detector replay with the fix set of %d: failed=%v (%d generation paths)", len(set), failed, res.Paths())
+		if !failed {
+			if round > 0 {
+				res.Notes = append(res.Notes, fmt.Sprintf("free generation with the first fix set still reached a lexicon word: the metric follows %d generation paths, and the fix set breaks every one (the detector replayed %d times)", res.Paths(), res.Cost.Replays))
+			}
+			return cur, set, nil
+		}
+		stop := func(format string, args ...any) ([]Member, []int, error) {
+			res.Notes = append(res.Notes, fmt.Sprintf("the detector still fails on free generation with the fix set: "+format, args...))
+			return cur, set, nil
+		}
+		if round >= cfg.MaxPaths {
+			return stop("%d generation paths added (cca.max_paths)", len(res.Metric.Paths))
+		}
+		path, ok := res.Metric.NewPath(p.Prompt, gen)
+		if !ok {
+			return stop("its generation holds no lexicon token (the detector matched a word the vocabulary splits)")
+		}
+		if res.Metric.HasPath(p.Tokens, path) {
+			return stop("its generation follows a path the metric already holds, which the fix set breaks under teacher forcing")
+		}
+		// Keep what to restore when the round finds no fix.
+		paths, seqs, after, removed := len(res.Metric.Paths), len(ev.seqs), res.After, res.Removed
+		restore := func() {
+			res.Metric.Paths, ev.seqs, res.After, res.Removed = res.Metric.Paths[:paths], ev.seqs[:seqs], after, removed
+		}
+		res.Metric.Paths = append(res.Metric.Paths, path)
+		if err := ev.addSequence(path.Tokens); err != nil {
+			restore()
+			return nil, nil, err
+		}
+		build := func(from []Member) []Member {
+			next := make([]Member, 0, len(from))
+			for _, j := range set {
+				next = append(next, cur[j])
+			}
+			for _, mb := range from {
+				if !slices.ContainsFunc(next[:len(set)], func(x Member) bool { return x.Site.String() == mb.Site.String() }) {
+					next = append(next, mb)
+				}
+			}
+			return next
+		}
+		next := build(ranked)
+		vals, err := ev.eval(next, [][]int{prefix(len(set)), prefix(len(next))})
+		if err == nil && vals[1] > 0 {
+			if wider := all(); len(wider) > len(ranked) {
+				ranked = wider
+				next = build(ranked)
+				v, e := ev.eval(next, [][]int{prefix(len(next))})
+				if err = e; err == nil {
+					vals[1] = v[0]
+				}
+			}
+		}
+		if err != nil {
+			restore()
+			if errors.Is(err, ErrBudget) {
+				return stop("%v", err)
+			}
+			return nil, nil, err
+		}
+		switch {
+		case vals[0] <= 0:
+			restore()
+			return stop("the path of its generation (metric %.4g with the fix set) does not show the failure under teacher forcing", vals[0])
+		case vals[1] > 0:
+			restore()
+			return stop("with all %d candidates the metric on the generation paths is still %.4g", len(next), vals[1])
+		}
+		progress("cca: path %d added (metric %.4g with the fix set, %.4g with all %d candidates): searching again", len(res.Metric.Paths), vals[0], vals[1], len(next))
+		ns, err := minimize(next, len(set), len(set))
+		if err != nil {
+			restore()
+			if errors.Is(err, ErrBudget) {
+				return stop("%v", err)
+			}
+			return nil, nil, err
+		}
+		cur, set = next, ns
+	}
 }
 
 func without(set []int, i int) []int {

@@ -76,6 +76,13 @@ type Config struct {
 	// hook_k[head=H]) to the head candidates, estimated as AtP* does: the
 	// attention pattern recomputed with the patched query or key.
 	QueryKey bool `yaml:"query_key"`
+	// MaxPaths bounds how many more generation paths the search adds to a
+	// generation metric (KindLexiconPath) when free generation with its
+	// fix set, replayed through the detector, still fails: each adds the
+	// new generation's path and searches again from the fix set (0: the
+	// fix set is checked against the detector once, and no path is
+	// added).
+	MaxPaths int `yaml:"max_paths"`
 	// MaxForwards bounds the batched forwards of the search (0: none).
 	MaxForwards int `yaml:"max_forwards"`
 	// Timeout bounds the search's wall time (0: none).
@@ -88,7 +95,7 @@ type Config struct {
 // DefaultConfig returns the defaults of configs/default.yaml's cca section.
 func DefaultConfig() Config {
 	return Config{Granularity: Auto, Intervention: Patch, MaxCandidates: 4096, Batch: 8,
-		CancellationGuard: 0.5, GradDrop: GradDropAuto, MaxForwards: 400, Timeout: 10 * time.Minute, Tolerance: 1e-4}
+		CancellationGuard: 0.5, GradDrop: GradDropAuto, MaxPaths: 4, MaxForwards: 400, Timeout: 10 * time.Minute, Tolerance: 1e-4}
 }
 
 // Validate checks the settings, naming the key at fault.
@@ -115,6 +122,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("cca.batch: %d is outside [1, 256]", c.Batch)
 	case c.CancellationGuard < 0:
 		return fmt.Errorf("cca.cancellation_guard: %g < 0", c.CancellationGuard)
+	case c.MaxPaths < 0:
+		return fmt.Errorf("cca.max_paths: %d < 0", c.MaxPaths)
 	case c.MaxForwards < 0:
 		return fmt.Errorf("cca.max_forwards: %d < 0", c.MaxForwards)
 	case c.Timeout < 0:

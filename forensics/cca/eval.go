@@ -10,97 +10,143 @@ import (
 	"github.com/modelforensics/fx/transformer"
 )
 
-// evaluator runs intervention sets on the problem's tokens as batched
-// forwards that resume from the lowest patched block's cached resid_pre.
+// evaluator runs intervention sets on the metric's token sequences (the
+// problem's, then each generation path's) as batched forwards that resume
+// from the lowest patched block's cached resid_pre.
 type evaluator struct {
-	ctx      context.Context
-	p        *Problem
-	cfg      Config
-	cost     *Cost
-	residPre []*engine.Tensor // per block, [1, T, D] host
+	ctx    context.Context
+	p      *Problem
+	metric *MetricSpec
+	cfg    Config
+	cost   *Cost
+	// seqs are the sequences the metric reads, with each one's resid_pre
+	// per block ([1, T, D] host).
+	seqs []evalSeq
 	// shared holds, per hook, one per-position vector that every Mean
 	// member on the hook reads its own slice of (a member's intervention
 	// would otherwise carry a whole vector of its own: 12 KB per neuron).
 	shared map[string]*engine.Tensor
 }
 
-func newEvaluator(ctx context.Context, p *Problem, cfg Config, cost *Cost) (*evaluator, error) {
-	m := p.Model
-	_, cache, err := m.RunWithCache(ctx, p.Tokens, transformer.Names("blocks.*.hook_resid_pre"))
-	if err != nil {
-		return nil, fmt.Errorf("cca: caching resid_pre: %w", err)
-	}
-	cost.Forwards++
-	cost.Rows++
-	ev := &evaluator{ctx: ctx, p: p, cfg: cfg, cost: cost, residPre: make([]*engine.Tensor, m.Config.Layers), shared: map[string]*engine.Tensor{}}
-	for l := range m.Config.Layers {
-		t := cache[fmt.Sprintf("blocks.%d.hook_resid_pre", l)]
-		if t == nil {
-			return nil, fmt.Errorf("cca: the model has no blocks.%d.hook_resid_pre", l)
+// evalSeq is one token sequence of the metric and its cached resid_pre.
+type evalSeq struct {
+	tokens   []int
+	residPre []*engine.Tensor
+}
+
+func newEvaluator(ctx context.Context, p *Problem, metric *MetricSpec, cfg Config, cost *Cost) (*evaluator, error) {
+	ev := &evaluator{ctx: ctx, p: p, metric: metric, cfg: cfg, cost: cost, shared: map[string]*engine.Tensor{}}
+	for _, toks := range metric.Sequences(p.Tokens) {
+		if err := ev.addSequence(toks); err != nil {
+			return nil, err
 		}
-		ev.residPre[l] = t
 	}
 	return ev, nil
 }
 
-// eval returns the metric of each set (indices into members), cfg.Batch
-// sets per forward.
-func (ev *evaluator) eval(members []Member, sets [][]int) ([]float64, error) {
+// addSequence caches the resid_pre of one more sequence of the metric (a
+// generation path appended to metric.Paths).
+func (ev *evaluator) addSequence(tokens []int) error {
 	m := ev.p.Model
+	_, cache, err := m.RunWithCache(ev.ctx, tokens, transformer.Names("blocks.*.hook_resid_pre"))
+	if err != nil {
+		return fmt.Errorf("cca: caching resid_pre: %w", err)
+	}
+	ev.cost.Forwards++
+	ev.cost.Rows++
+	sq := evalSeq{tokens: tokens, residPre: make([]*engine.Tensor, m.Config.Layers)}
+	for l := range m.Config.Layers {
+		t := cache[fmt.Sprintf("blocks.%d.hook_resid_pre", l)]
+		if t == nil {
+			return fmt.Errorf("cca: the model has no blocks.%d.hook_resid_pre", l)
+		}
+		sq.residPre[l] = t
+	}
+	ev.seqs = append(ev.seqs, sq)
+	return nil
+}
+
+// eval returns the metric of each set (indices into members), cfg.Batch
+// sets per forward and one forward per sequence of the metric: the
+// largest over the sequences.
+func (ev *evaluator) eval(members []Member, sets [][]int) ([]float64, error) {
 	var out []float64
 	for start := 0; start < len(sets); start += ev.cfg.Batch {
-		if ev.cfg.MaxForwards > 0 && ev.cost.Forwards >= ev.cfg.MaxForwards {
-			return out, fmt.Errorf("%w: %d forwards (cca.max_forwards, --max-forwards)", ErrBudget, ev.cost.Forwards)
-		}
-		if err := ev.ctx.Err(); err != nil {
-			return out, fmt.Errorf("%w: %w (cca.timeout, --timeout)", ErrBudget, err)
-		}
 		batch := sets[start:min(start+ev.cfg.Batch, len(sets))]
-		low := m.Config.Layers - 1
-		var ivs []transformer.Intervention
-		seqs := make([][]int, len(batch))
-		for row, set := range batch {
-			seqs[row] = ev.p.Tokens
-			for _, iv := range ev.interventions(members, set) {
-				iv.Row = row
-				ivs = append(ivs, iv)
+		var vals []float64
+		for i := range ev.seqs {
+			v, err := ev.evalOn(i, members, batch)
+			if err != nil {
+				return out, err
 			}
-			for _, i := range set {
-				low = min(low, members[i].Layer)
+			if i == 0 {
+				vals = v
+				continue
+			}
+			for j := range vals {
+				vals[j] = max(vals[j], v[j])
 			}
 		}
-		in, err := transformer.NewBatch(seqs, nil)
-		if err != nil {
-			return out, fmt.Errorf("cca: %w", err)
+		out = append(out, vals...)
+	}
+	return out, nil
+}
+
+// evalOn returns the metric of each set of one batch on sequence i.
+func (ev *evaluator) evalOn(i int, members []Member, batch [][]int) ([]float64, error) {
+	m := ev.p.Model
+	sq := ev.seqs[i]
+	if ev.cfg.MaxForwards > 0 && ev.cost.Forwards >= ev.cfg.MaxForwards {
+		return nil, fmt.Errorf("%w: %d forwards (cca.max_forwards, --max-forwards)", ErrBudget, ev.cost.Forwards)
+	}
+	if err := ev.ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w (cca.timeout, --timeout)", ErrBudget, err)
+	}
+	low := m.Config.Layers - 1
+	var ivs []transformer.Intervention
+	seqs := make([][]int, len(batch))
+	for row, set := range batch {
+		seqs[row] = sq.tokens
+		for _, iv := range ev.interventions(members, set) {
+			iv.Row = row
+			ivs = append(ivs, iv)
 		}
-		hooks, err := m.InterventionHooks(ivs)
-		if err != nil {
-			return out, fmt.Errorf("cca: %w", err)
+		for _, i := range set {
+			low = min(low, members[i].Layer)
 		}
-		hs, err := m.NewHooks(groupHooks(hooks)...)
-		if err != nil {
-			return out, fmt.Errorf("cca: %w", err)
+	}
+	in, err := transformer.NewBatch(seqs, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cca: %w", err)
+	}
+	hooks, err := m.InterventionHooks(ivs)
+	if err != nil {
+		return nil, fmt.Errorf("cca: %w", err)
+	}
+	hs, err := m.NewHooks(groupHooks(hooks)...)
+	if err != nil {
+		return nil, fmt.Errorf("cca: %w", err)
+	}
+	rp := sq.residPre[low].Host()
+	tiled := make([]float32, 0, len(rp)*len(batch))
+	for range batch {
+		tiled = append(tiled, rp...)
+	}
+	shape := sq.residPre[low].Shape()
+	res, err := m.ForwardFrom(ev.ctx, in, low, engine.NewHost(tiled, len(batch), shape[1], shape[2]), hs)
+	if err != nil {
+		if ev.ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w (cca.timeout, --timeout)", ErrBudget, err)
 		}
-		rp := ev.residPre[low].Host()
-		tiled := make([]float32, 0, len(rp)*len(batch))
-		for range batch {
-			tiled = append(tiled, rp...)
-		}
-		shape := ev.residPre[low].Shape()
-		res, err := m.ForwardFrom(ev.ctx, in, low, engine.NewHost(tiled, len(batch), shape[1], shape[2]), hs)
-		if err != nil {
-			if ev.ctx.Err() != nil {
-				return out, fmt.Errorf("%w: %w (cca.timeout, --timeout)", ErrBudget, err)
-			}
-			return out, fmt.Errorf("cca: batched forward: %w", err)
-		}
-		ev.cost.Forwards++
-		ev.cost.Rows += len(batch)
-		ev.cost.ResumedBlocks += low
-		host := m.Backend.ToHost(res)
-		for row := range batch {
-			out = append(out, ev.p.Metric.Of(host, res.Shape(), row))
-		}
+		return nil, fmt.Errorf("cca: batched forward: %w", err)
+	}
+	ev.cost.Forwards++
+	ev.cost.Rows += len(batch)
+	ev.cost.ResumedBlocks += low
+	host := m.Backend.ToHost(res)
+	out := make([]float64, len(batch))
+	for row := range batch {
+		out[row] = ev.metric.OfPath(i, host, res.Shape(), row)
 	}
 	return out, nil
 }

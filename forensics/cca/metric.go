@@ -62,6 +62,81 @@ type MetricSpec struct {
 	// indices (KindClassMargin).
 	Positive int `json:"positive,omitempty"`
 	Negative int `json:"negative,omitempty"`
+	// Paths are more generation paths a KindLexiconPath metric follows
+	// besides the recorded one: free generations, replayed with an
+	// earlier fix set, on which the detector still fired. The metric is
+	// the largest of the path margins, each computed as the recorded one
+	// on its own tokens, so a fix must break every path. Empty for a
+	// metric of the recorded generation alone.
+	Paths []Path `json:"paths,omitempty"`
+}
+
+// Path is one more generation path of a KindLexiconPath metric: its
+// tokens (the prompt, then the generated tokens before its first lexicon
+// token), the output positions read, and the generated tokens at them
+// (the last one a lexicon token).
+type Path struct {
+	Tokens    []int `json:"tokens"`
+	Positions []int `json:"positions"`
+	Targets   []int `json:"targets"`
+}
+
+// pathSpec returns the metric of one generation path: the recorded one
+// for i < 0, else Paths[i].
+func (s *MetricSpec) pathSpec(i int) MetricSpec {
+	out := *s
+	out.Paths = nil
+	if i >= 0 {
+		out.Positions, out.Targets = s.Paths[i].Positions, s.Paths[i].Targets
+	}
+	return out
+}
+
+// Sequences returns the token sequences the metric reads, the recorded
+// one (tokens) first, then each path's.
+func (s *MetricSpec) Sequences(tokens []int) [][]int {
+	out := [][]int{tokens}
+	for _, p := range s.Paths {
+		out = append(out, p.Tokens)
+	}
+	return out
+}
+
+// OfPath computes the metric of one batch row of the output on
+// Sequences(tokens)[i]; the metric is the largest over i.
+func (s *MetricSpec) OfPath(i int, out []float32, shape []int, row int) float64 {
+	ps := s.pathSpec(i - 1)
+	return ps.Of(out, shape, row)
+}
+
+// NewPath returns the path of a generation from prompt (the generated
+// tokens gen) up to its first lexicon token, and false when gen holds
+// none.
+func (s *MetricSpec) NewPath(prompt, gen []int) (Path, bool) {
+	first := slices.IndexFunc(gen, func(id int) bool { _, ok := slices.BinarySearch(s.Lexicon, id); return ok })
+	if first < 0 {
+		return Path{}, false
+	}
+	p := Path{Tokens: append(slices.Clone(prompt), gen[:first]...), Targets: slices.Clone(gen[:first+1])}
+	for st := 0; st <= first; st++ {
+		p.Positions = append(p.Positions, len(prompt)-1+st)
+	}
+	return p, true
+}
+
+// HasPath reports whether the metric already follows the path of tokens
+// (the recorded one, tokens, or one of Paths).
+func (s *MetricSpec) HasPath(tokens []int, p Path) bool {
+	same := func(t []int, q []int) bool { return slices.Equal(t, p.Tokens) && slices.Equal(q, p.Targets) }
+	if same(tokens, s.Targets) {
+		return true
+	}
+	for _, q := range s.Paths {
+		if same(q.Tokens, q.Targets) {
+			return true
+		}
+	}
+	return false
 }
 
 // Validate checks the spec against an output of vocab entries per
@@ -111,6 +186,18 @@ func (s *MetricSpec) Validate(T, vocab int) error {
 		return nil
 	default:
 		return fmt.Errorf("cca: metric: kind %q is unknown (%s, %s, %s, %s)", s.Kind, KindTokenMargin, KindLexiconMargin, KindLexiconPath, KindClassMargin)
+	}
+	if len(s.Paths) > 0 && s.Kind != KindLexiconPath {
+		return fmt.Errorf("cca: metric: %s follows no other generation paths (paths are for %s)", s.Kind, KindLexiconPath)
+	}
+	for i, p := range s.Paths {
+		ps := s.pathSpec(i)
+		if len(p.Tokens) == 0 {
+			return fmt.Errorf("cca: metric: paths[%d]: no tokens", i)
+		}
+		if err := ps.Validate(len(p.Tokens), vocab); err != nil {
+			return fmt.Errorf("cca: metric: paths[%d]: %w", i, err)
+		}
 	}
 	return inRange("positions", s.Positions, T)
 }

@@ -31,6 +31,16 @@ type Problem struct {
 	Baseline [][]int
 	// Notes say what was assumed while building the problem.
 	Notes []string
+	// Prompt is the prompt's tokens (GPT-2): the start of Tokens and of
+	// every generation path.
+	Prompt []int
+	// Detector, when not nil, replays free generation of the incident
+	// with interventions and returns the detector's verdict and the
+	// generated tokens (a lexicon detector: toxic generation). The search
+	// then checks its fix set against it and, while the detector still
+	// fires, adds the new generation's path to the metric and searches
+	// again (Config.MaxPaths).
+	Detector func(ctx context.Context, ivs []transformer.Intervention) (failed bool, generated []int, err error)
 }
 
 // Incident is a run that failed, as a bundle or a scenario records it.
@@ -164,8 +174,22 @@ func (p *Problem) generationMetric(inc Incident, spec scenario.DetectorSpec, sc 
 		p.Metric = MetricSpec{Kind: KindLexiconPath, Detector: "lexicon:" + spec.Lexicon, Lexicon: lex, Targets: slices.Clone(inc.OutputIDs[:first+1]),
 			Description: "max over the generation steps up to the first lexicon token of the best lexicon token's logit minus the best other token's, " +
 				"capped by the smallest margin of the generated tokens before that step (greedy decoding reaches a step only while each earlier generated token stays the best)"}
+		text := inc.Text
+		// The detector replays free generation from the prompt's text.
+		if !slices.Equal(m.Encode(text), inc.PromptIDs) {
+			p.Notes = append(p.Notes, "the prompt's text does not encode to the recorded prompt tokens: the fix set is not checked against the detector on free generation")
+			break
+		}
+		p.Detector = func(ctx context.Context, ivs []transformer.Intervention) (bool, []int, error) {
+			oc, out, err := sc.Check(ctx, m, text, ivs)
+			if err != nil {
+				return false, nil, fmt.Errorf("cca: detector replay: %w", err)
+			}
+			return oc.Failed, out.Tokens, nil
+		}
 	}
 	last := steps[len(steps)-1]
+	p.Prompt = slices.Clone(inc.PromptIDs)
 	p.Tokens = append(slices.Clone(inc.PromptIDs), inc.OutputIDs[:last]...)
 	for _, st := range steps {
 		p.Metric.Positions = append(p.Metric.Positions, len(inc.PromptIDs)-1+st)

@@ -96,6 +96,11 @@ type Search struct {
 	// LayersFrom says where the layers came from ("cf: flagged layers",
 	// "all layers").
 	LayersFrom string `json:"layers_from"`
+	// DetectorPaths, when not 0, says that the search checked its fix set
+	// against the detector on free generation, and how many generation
+	// paths the metric then covers: the recorded one and metric.paths
+	// (those free generations took with earlier fix sets).
+	DetectorPaths int `json:"detector_paths,omitempty"`
 }
 
 // Member is one intervention of the fix set.
@@ -143,12 +148,19 @@ func New(b *bundle.Bundle, p *cca.Problem, res *cca.Result, corpus [][]int, laye
 	if err != nil {
 		return nil, err
 	}
+	metric := res.Metric
+	if metric.Kind == "" {
+		metric = p.Metric
+	}
 	c := &Certificate{Format: Format, Created: time.Now().UTC(), Bundle: BundleRef{Path: b.Dir, SHA256: sum},
-		Model: b.Manifest.Model, Detector: p.Metric.Detector, Recorded: b.Manifest.Outcome, RecordedText: recordedText(b.Input), Metric: p.Metric,
+		Model: b.Manifest.Model, Detector: p.Metric.Detector, Recorded: b.Manifest.Outcome, RecordedText: recordedText(b.Input), Metric: metric,
 		Tokens: p.Tokens, Intervention: Intervention{Kind: res.Intervention, Source: res.Source, Corpus: corpus},
 		Search: Search{Layers: res.Layers, Granularity: res.Granularity, Candidates: res.Candidates,
 			CandidateActivations: res.CandidateActivations, LayersFrom: layersFrom},
 		MetricBefore: res.Before, MetricAfter: res.After, Minimal: true, Cost: res.Cost, Notes: res.Notes}
+	if res.DetectorChecked {
+		c.Search.DetectorPaths = res.Paths()
+	}
 	for i, mb := range res.FixSet {
 		c.FixSet = append(c.FixSet, Member{Site: mb.Site.String(), Mode: mb.Mode, Values: mb.Values,
 			Rank: mb.Rank, Attribution: mb.Attribution, MetricWithout: res.Removed[i]})

@@ -3,6 +3,7 @@ package certificate
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -124,6 +125,14 @@ func Verify(ctx context.Context, c *Certificate, b *bundle.Bundle, m *transforme
 		tokOK = len(rest) <= len(in.OutputIDs) && slices.Equal(rest, in.OutputIDs[:len(rest)])
 	}
 	add("tokens", tokOK, "%d tokens: the bundle's prompt (%d) and a prefix of its output (%d)", len(c.Tokens), len(in.InputIDs), len(in.OutputIDs))
+	for i, pt := range c.Metric.Paths {
+		ok := len(pt.Tokens) >= len(in.InputIDs) && slices.Equal(pt.Tokens[:len(in.InputIDs)], in.InputIDs)
+		add(fmt.Sprintf("metric.paths[%d] tokens", i), ok, "%d tokens: the bundle's prompt (%d), then a generation", len(pt.Tokens), len(in.InputIDs))
+	}
+	if c.Search.DetectorPaths != 0 {
+		add("search.detector_paths", c.Search.DetectorPaths == 1+len(c.Metric.Paths) && c.Outcome != nil,
+			"claimed %d generation paths checked against the detector; the metric follows %d (the recorded one and metric.paths), and the outcome with the fix set is replayed below", c.Search.DetectorPaths, 1+len(c.Metric.Paths))
+	}
 	outN := m.Config.VocabSize
 	if m.BERT != nil {
 		outN = len(m.BERT.Labels())
@@ -168,13 +177,19 @@ func Verify(ctx context.Context, c *Certificate, b *bundle.Bundle, m *transforme
 		}
 	}
 
+	// The metric is the largest over its sequences: the certificate's
+	// tokens, then each generation path's.
 	metric := func(ivs []transformer.Intervention) (float64, error) {
-		out, err := m.RunWithInterventions(ctx, c.Tokens, ivs)
-		if err != nil {
-			return 0, fmt.Errorf("certificate: %w", err)
+		best := math.Inf(-1)
+		for i, toks := range c.Metric.Sequences(c.Tokens) {
+			out, err := m.RunWithInterventions(ctx, toks, ivs)
+			if err != nil {
+				return 0, fmt.Errorf("certificate: %w", err)
+			}
+			rep.Forwards++
+			best = max(best, c.Metric.OfPath(i, m.Backend.ToHost(out), out.Shape(), 0))
 		}
-		rep.Forwards++
-		return c.Metric.Of(m.Backend.ToHost(out), out.Shape(), 0), nil
+		return best, nil
 	}
 	ivs := cca.Interventions(m, members)
 	before, err := metric(nil)
@@ -232,6 +247,9 @@ func (c *Certificate) Summary() string {
 		fmt.Fprintf(&sb, "  %-40s %-5s rank %-5d metric without it %.4g\n", f.Site, f.Mode, f.Rank, f.MetricWithout)
 	}
 	fmt.Fprintf(&sb, "metric before %.4g, after %.4g\n", c.MetricBefore, c.MetricAfter)
+	if c.Search.DetectorPaths > 0 {
+		fmt.Fprintf(&sb, "checked against the detector on free generation: the metric follows %d generation path(s)\n", c.Search.DetectorPaths)
+	}
 	fmt.Fprintf(&sb, "output before: %q (%s: %s)\n", c.RecordedText, verdict(c.Recorded.Failed), c.Recorded.Detail)
 	if c.Outcome != nil {
 		fmt.Fprintf(&sb, "output after:  %q (%s: %s)\n", c.Outcome.Text, verdict(c.Outcome.Failed), c.Outcome.Detail)
