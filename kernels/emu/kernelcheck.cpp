@@ -41,40 +41,6 @@
 #include "../rows.cu"
 #include "check.h"
 
-// check compares got with want elementwise: |got-want| <= tol·scale[i] (or
-// tol·max(|want|, floor) without scale); NaN must match NaN, infinities
-// must match exactly.
-static void check(const std::string& name, const VF& got, const std::vector<LD>& want, double tol,
-                  const std::vector<LD>* scale = nullptr, LD floor = 1e-30L) {
-  double worst = 0;
-  size_t bad = 0, at = 0;
-  for (size_t i = 0; i < want.size(); i++) {
-    LD w = want[i];
-    float g = got[i];
-    bool ok;
-    double e = 0;
-    if (std::isnan(w) || std::isnan(g)) {
-      ok = std::isnan(w) && std::isnan(g);
-    } else if (std::isinf(w) || std::isinf(g)) {
-      ok = (LD)g == w;
-    } else {
-      LD s = scale ? (*scale)[i] : fabsl(w);
-      if (s < floor) s = floor;
-      e = (double)(fabsl((LD)g - w) / s);
-      ok = e <= tol;
-    }
-    if (e > worst) worst = e, at = i;
-    if (!ok) {
-      if (bad < 3)
-        printf("    %s: [%zu] got %.9g want %.9Lg\n", name.c_str(), i, g, w);
-      bad++;
-    }
-  }
-  printf("%-60s %s  max err %.3g (at %zu) over %zu\n", name.c_str(), bad ? "FAIL" : "ok  ", worst, at,
-         want.size());
-  if (bad) failures++;
-}
-
 static unsigned grid1(size_t n, unsigned cap = 65535) {
   size_t g = (n + 255) / 256;
   if (g > cap) g = cap;
