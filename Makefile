@@ -80,5 +80,6 @@ gpu-bins: kernels
 	$(GO) test -c $(GPU_LDFLAGS) -o bin/gpu/transformer.test ./transformer
 	$(GO) test -c $(GPU_LDFLAGS) -o bin/gpu/recorder.test ./forensics/recorder
 	$(GO) test -c $(GPU_LDFLAGS) -o bin/gpu/cca.test ./forensics/cca
+	$(GO) test -c $(GPU_LDFLAGS) -o bin/gpu/cpu.test ./engine/cpu
 	$(GO) build -ldflags='-s -w' -o bin/gpu/fx ./cmd/fx
 	tar -C bin -cJf bin/gpu.tar.xz gpu

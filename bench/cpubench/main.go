@@ -4,7 +4,7 @@
 // cache after the prompt, and the peak RSS of loading the model and running
 // the prompt's forward. bench/run_cpu_bench.sh runs both, interleaved.
 //
-//	go run ./bench/cpubench -model DIR [-threads N] [-kernels auto|go|avx2] [-rounds R]
+//	go run ./bench/cpubench -model DIR [-threads N] [-kernels auto|go|avx2|avx512] [-rounds R]
 //
 // Each time is the best of R rounds (each round the mean of enough calls to
 // last about -seconds); it prints one JSON object.
@@ -49,7 +49,7 @@ type result struct {
 func main() {
 	model := flag.String("model", "", "model directory (config.json, model.safetensors)")
 	threads := flag.Int("threads", runtime.GOMAXPROCS(0), "GOMAXPROCS")
-	kernels := flag.String("kernels", "auto", "CPU kernels: auto, go or avx2")
+	kernels := flag.String("kernels", "auto", "CPU kernels: auto, go, avx2 or avx512")
 	prompt := flag.Int("tokens", 128, "prompt length")
 	steps := flag.Int("steps", 16, "decode steps timed after the prompt")
 	rounds := flag.Int("rounds", 3, "rounds per measurement (the best is kept)")

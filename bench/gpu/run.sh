@@ -2,7 +2,7 @@
 # The GPU device check, as one command on a lent H100/H200 (no Go there):
 #
 #   here:  make gpu-bins                      # kernels → PTX, test binaries and fx into bin/gpu/
-#   there: bench/gpu/run.sh [parity|bench|all] # from the repository root; writes to $OUT
+#   there: bench/gpu/run.sh [parity|bench|cpu|all] # from the repository root; writes to $OUT
 #
 # 1. parity: cuda's driver tests; engine/gpu's conformance suite and op-by-op
 #    parity with the CPU backend (fresh random inputs, outputs poisoned);
@@ -20,6 +20,12 @@
 #    and weights (bench/gpu/torch_gpu_bench.py), then Hugging Face
 #    transformers against our goldens (bench/gpu/hf_golden.py), and the
 #    table (bench/gpu/table.py).
+#
+# 3. cpu: the host CPU's AVX-512 matmul tiles (engine/cpu KernelsAVX512),
+#    which no machine of ours can run: where /proc/cpuinfo shows avx512f,
+#    engine/cpu's exact-order matmul tests and its backend suite on every
+#    kernel set, then BenchmarkMatMul (avx2, avx512, avx512_main4) against
+#    numpy's BLAS at 1 thread (bench/run_matmul_bench.sh -t), into cpu.log.
 #
 # Each part goes on when another fails; the summary at the end says which
 # failed. Logs land in $OUT (default /tmp/fx-gpu-out).
@@ -87,6 +93,18 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
   [ "${HF_GOLDEN:-1}" = 0 ] || step "hf golden" bench.log "$PY" bench/gpu/hf_golden.py --out "$OUT/hf_golden.json"
   step "table" bench.log bash -c "$PY bench/gpu/table.py '$OUT/fxbench.txt' '$OUT/torch.json' '$OUT/device.txt' >'$OUT/table.md'"
   cat "$OUT/table.md"
+fi
+
+if [ "$what" = cpu ] || [ "$what" = all ]; then
+  { grep -m1 'model name' /proc/cpuinfo; grep -o -w 'avx512[a-z0-9_]*' /proc/cpuinfo | sort -u | tr '\n' ' '; echo; } | tee -a "$OUT/cpu.log"
+  if grep -q -w avx512f /proc/cpuinfo; then
+    step "cpu kernels tests" cpu.log env -C engine/cpu "$BIN/cpu.test" -test.run 'TestKernelsSelection|TestMatMulSIMDOrder|TestMatMulKernelsAgree|TestConformance|TestDeterminism|TestFusedBits'
+    grep -E -- '^(--- FAIL|FAIL|ok|PASS|panic)' "$OUT/cpu.log" | head -20
+    STEP_TIMEOUT=150 step "cpu matmul bench" cpu.log bench/run_matmul_bench.sh -r 2 -c 1 -k avx2,avx512,avx512_main4 -t "$BIN/cpu.test" 1
+    sed -n '/^threads=/,$p' "$OUT/cpu.log" | tail -25
+  else
+    echo "no avx512f on this host: nothing to check" | tee -a "$OUT/cpu.log"
+  fi
 fi
 
 echo "failed: ${failed[*]:-none}"

@@ -21,7 +21,8 @@ func randSlice(seed uint64, n int) []float32 {
 }
 
 // BenchmarkMatMul times x·w + bias at GPT-2's shapes for each set of
-// kernels this CPU can run ("-bench MatMul/kernels=avx2" picks one).
+// kernels this CPU can run ("-bench MatMul/kernels=avx2/" picks one), and
+// AVX-512 with its 6×64 main tile as kernels=avx512_main4.
 func BenchmarkMatMul(b *testing.B) {
 	shapes := []struct {
 		k, n   int
@@ -33,8 +34,21 @@ func BenchmarkMatMul(b *testing.B) {
 		{3072, 768, false},
 		{768, 50257, true},
 	}
+	sets := map[string]*cpu.Backend{}
+	var names []string
 	for _, kn := range cpu.AvailableKernels() {
-		be := cpu.New(cpu.WithKernels(kn))
+		sets[string(kn)] = cpu.New(cpu.WithKernels(kn))
+		names = append(names, string(kn))
+		if kn == cpu.KernelsAVX512 {
+			be := cpu.New(cpu.WithKernels(kn))
+			if cpu.SetMainPanels(be, 4, false) {
+				sets["avx512_main4"] = be
+				names = append(names, "avx512_main4")
+			}
+		}
+	}
+	for _, kn := range names {
+		be := sets[kn]
 		for _, m := range []int{1, 8, 128, 512} {
 			for _, s := range shapes {
 				name := fmt.Sprintf("kernels=%s/M=%d/K=%d/N=%d/transW=%v", kn, m, s.k, s.n, s.transW)

@@ -7,9 +7,12 @@
 //
 // # Kernels
 //
-// New chooses the fastest kernels the CPU supports, once: AVX2 and FMA
-// assembly on x86-64 CPUs that have both (KernelsAVX2), else portable pure
-// Go (KernelsGo). WithKernels forces a choice; Backend.Kernels reports it.
+// New chooses the kernels once: AVX2 and FMA assembly on x86-64 CPUs that
+// have both (KernelsAVX2), else portable pure Go (KernelsGo). On CPUs with
+// AVX-512F, KernelsAVX512 runs the matmul's register tiles in 512-bit
+// registers and everything else as KernelsAVX2, with the same bits; it is
+// chosen by name only (WithKernels), not yet by default: see
+// KernelsAVX512. WithKernels forces a choice; Backend.Kernels reports it.
 // With KernelsAVX2:
 //
 //   - MatMul and HeadResult run BLIS-style: x and w packed into panels,
@@ -41,7 +44,8 @@
 //
 // The reduction orders are:
 //
-//   - MatMul and HeadResult with KernelsAVX2, either layout of w: each
+//   - MatMul and HeadResult with KernelsAVX2 or KernelsAVX512, either
+//     layout of w: each
 //     output element is one chain of fused multiply-adds (one rounding per
 //     k) in float32 over k = 0, 1, …, K-1, starting from zero:
 //     s = fma(x[i,k], w[k,j], s); then the bias is added. The chain is the
@@ -70,9 +74,10 @@
 //     float64, in two passes over the row, each with four partial sums.
 //   - Softmax and SumAxis sum in float64 in index order.
 //
-// The two sets of kernels differ from each other within float32 rounding
-// (MatMul, HeadResult, GELU). KernelsAVX2 gives the same bits on every
-// x86-64 CPU with AVX2 and FMA; KernelsGo the same bits on every
+// KernelsAVX2 and KernelsGo differ from each other within float32 rounding
+// (MatMul, HeadResult, GELU); KernelsAVX512 gives KernelsAVX2's bits.
+// KernelsAVX2 gives the same bits on every x86-64 CPU with AVX2 and FMA
+// (and KernelsAVX512 on every one with AVX-512F); KernelsGo the same bits on every
 // architecture and GOAMD64 level for the ops without transcendental
 // functions. GELU (KernelsGo), Tanh and Softmax call package math, whose
 // results can differ in the last bit between architectures.
@@ -117,21 +122,30 @@ func (bp *bufPool) put(b []float32) { bp.p.Put(&b) }
 type Kernels string
 
 const (
-	// KernelsAuto selects the fastest kernels the CPU supports: KernelsAVX2
-	// where available, else KernelsGo. It is the default.
+	// KernelsAuto selects KernelsAVX2 where the CPU supports it, else
+	// KernelsGo. It is the default.
 	KernelsAuto Kernels = "auto"
 	// KernelsGo is portable pure Go, on every architecture.
 	KernelsGo Kernels = "go"
 	// KernelsAVX2 is x86-64 assembly for CPUs with AVX2 and FMA.
 	KernelsAVX2 Kernels = "avx2"
+	// KernelsAVX512 is KernelsAVX2 with the matmul's register tiles in
+	// AVX-512 registers, for CPUs with AVX-512F; it gives KernelsAVX2's
+	// bits. KernelsAuto does not choose it until it has been measured
+	// faster on an AVX-512 machine (bench/RESULTS.md says where that
+	// stands).
+	KernelsAVX512 Kernels = "avx512"
 )
 
-// AvailableKernels returns the kernels this CPU can run, fastest first;
-// KernelsGo is always among them.
+// AvailableKernels returns the kernels this CPU can run, the default
+// (KernelsAuto's choice) first and KernelsGo, always among them, last.
 func AvailableKernels() []Kernels {
 	var ks []Kernels
 	if avx2Kernels() != nil {
 		ks = append(ks, KernelsAVX2)
+	}
+	if avx512Kernels() != nil {
+		ks = append(ks, KernelsAVX512)
 	}
 	return append(ks, KernelsGo)
 }
@@ -168,11 +182,14 @@ func New(opts ...Option) *Backend {
 	switch b.kernels {
 	case KernelsAuto, KernelsAVX2:
 		b.simd = avx2Kernels()
+	case KernelsAVX512:
+		b.simd = avx512Kernels()
 	}
 	return b
 }
 
-// Kernels returns the kernels the backend runs: KernelsAVX2 or KernelsGo.
+// Kernels returns the kernels the backend runs: KernelsAVX2, KernelsAVX512
+// or KernelsGo.
 func (b *Backend) Kernels() Kernels {
 	if b.simd != nil {
 		return b.simd.name
@@ -180,9 +197,17 @@ func (b *Backend) Kernels() Kernels {
 	return KernelsGo
 }
 
-// Name returns "cpu/" and the kernels in use ("cpu/avx2", "cpu/go"): the
-// kernels' results differ in the last bits, so a recording names them.
-func (b *Backend) Name() string { return "cpu/" + string(b.Kernels()) }
+// Name returns "cpu/" and the kernels' numerics ("cpu/avx2", "cpu/go"):
+// the kernels' results differ in the last bits, so a recording names them.
+// KernelsAVX512 computes KernelsAVX2's bits and is named "cpu/avx2", so
+// that a recording replays bit for bit across the two.
+func (b *Backend) Name() string {
+	k := b.Kernels()
+	if k == KernelsAVX512 {
+		k = KernelsAVX2
+	}
+	return "cpu/" + string(k)
+}
 
 // FromHost wraps data as a tensor without copying it.
 func (b *Backend) FromHost(data []float32, shape ...int) *engine.Tensor {

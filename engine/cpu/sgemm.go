@@ -11,8 +11,9 @@ package cpu
 // columns of w into panels (kc rows of 16 contiguous columns; for w [N, K]
 // this is a transpose), then walks its rows in blocks of simdMC and, for
 // each panel, runs the 6-row kernel down the block so that the panel stays
-// in L1 while the packed rows of x stream from L2; the last rows (fewer
-// than six) use narrower-row, wider-column kernels. Between kernel calls
+// in L1 while the packed rows of x stream from L2 (with AVX-512, four
+// panels at a time: the 6×64 tile); the last rows (fewer than six) use
+// narrower-row, wider-column kernels. Between kernel calls
 // the task prefetches the part of w its next block will pack, so that the
 // packing finds it in cache rather than in memory.
 //
@@ -57,8 +58,12 @@ type gemvKernel func(k int, a, b *float32, ldb int, c *float32, ldc, n int, bias
 type simdKernels struct {
 	name Kernels
 	// tile[rows][panels] is the kernel for a tile of rows rows and
-	// 16·panels columns, or nil. tile[6][1] and tile[r][1] for r < 6 exist.
+	// 16·panels columns, or nil. tile[r][1] for r ≤ 6 and
+	// tile[6][mainPanels] exist.
 	tile [7][5]tileKernel
+	// mainPanels is the panels of the main tile, the one the driver runs
+	// down the rows of a block: 1 (6×16) for AVX2, 4 (6×64) for AVX-512.
+	mainPanels int
 	// packT16 writes dst[k·16+j] = src[j·lds+k] for j < 16, k < n, n a
 	// multiple of 8.
 	packT16 func(dst, src *float32, lds, n int)
@@ -194,6 +199,7 @@ func (b *Backend) gemmSIMD(s *simdKernels, jobs []gemm) {
 			tp = min(4, panels) // one 64-column kernel for few rows
 		} else {
 			tp = min(max((panels+4*workers-1)/(4*workers), 1), maxTaskPanels)
+			tp = min((tp+s.mainPanels-1)/s.mainPanels*s.mainPanels, panels) // whole main tiles
 			if g.m < 4 && tp < panels {
 				tp = min((tp+3)&^3, panels) // whole 64-column kernels for few rows
 			}
@@ -406,11 +412,11 @@ func (g *gemm) simdTask(s *simdKernels, ap []float32, p0, p1 int, sc *simdScratc
 		for m0 := 0; m0 < g.m; m0 += simdMC {
 			m1 := min(m0+simdMC, g.m)
 			mFull := m0 + (m1-m0)/kernelRows*kernelRows
-			k6 := s.tile[kernelRows][1]
-			for q := range full {
+			for q := 0; q < full; {
+				k6, np := s.widest(kernelRows, min(s.mainPanels, full-q))
 				b, bs := bq(q), bias(q)
 				for m := m0; m < mFull; m += kernelRows {
-					g.check(m, kernelRows, n0+q*panelCols, panelCols)
+					g.check(m, kernelRows, n0+q*panelCols, np*panelCols)
 					var pf *float32
 					pfb := 0
 					if prefetched < pfRows {
@@ -419,6 +425,7 @@ func (g *gemm) simdTask(s *simdKernels, ap []float32, p0, p1 int, sc *simdScratc
 					}
 					k6(kb, &ap[pc*g.m+m*kb], b, ldb, pstride, &g.out[m*g.ldo+n0+q*panelCols], g.ldo, load, bs, pf, pfb)
 				}
+				q += np
 			}
 			if r := m1 - mFull; r > 0 {
 				for q := 0; q < full; {

@@ -2,6 +2,7 @@ package cpu_test
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"testing"
@@ -73,12 +74,23 @@ func fmaChainMatMul(x, w, bias []float32, m, k, n int, transW bool) []float32 {
 // 256, row blocks of 120), for both layouts of w, with and without bias,
 // and on every path of the driver: the gemv kernels for 1–3 rows (w
 // [N, K] with k a multiple of 8 and not), w read in place or packed for
-// few rows (a row stride of 1024 values is packed from 7 rows).
+// few rows (a row stride of 1024 values is packed from 7 rows). Each set
+// runs again with main tiles of 2 and 4 panels (AVX-512's 6×32 and 6×64;
+// made of one-panel tiles where a set has none, which tests the driver's
+// path for them on any SIMD CPU), over shapes that leave 0–3 panels after
+// the wide tiles.
 func TestMatMulSIMDOrder(t *testing.T) {
 	sets := kernelSets(t, cpu.WithWorkers(3))
 	delete(sets, cpu.KernelsGo)
 	if len(sets) == 0 {
 		t.Skip("no SIMD kernels on this CPU")
+	}
+	for kn := range maps.Clone(sets) {
+		for _, p := range []int{2, 4} {
+			be := cpu.New(cpu.WithKernels(kn), cpu.WithWorkers(3))
+			require.True(t, cpu.SetMainPanels(be, p, true))
+			sets[cpu.Kernels(fmt.Sprintf("%s-main%d", kn, p))] = be
+		}
 	}
 	cases := []struct{ m, k, n int }{
 		{1, 1, 1}, {1, 7, 15}, {1, 8, 16}, {1, 9, 17}, {1, 33, 64}, {1, 20, 65}, {1, 40, 200},
@@ -86,27 +98,31 @@ func TestMatMulSIMDOrder(t *testing.T) {
 		{6, 8, 16}, {6, 257, 16}, {7, 19, 18}, {8, 30, 100}, {12, 13, 64}, {13, 21, 35},
 		{19, 300, 37}, {121, 10, 33}, {130, 3, 17},
 		{1, 64, 33}, {2, 24, 47}, {2, 776, 80}, {3, 40, 64}, {8, 256, 40}, {10, 16, 100}, {8, 20, 1024},
+		{13, 40, 80}, {14, 9, 96}, {25, 260, 112}, {127, 12, 176}, {18, 33, 101},
 	}
-	for kn, be := range sets {
-		for _, tc := range cases {
-			for _, transW := range []bool{false, true} {
-				for _, withBias := range []bool{false, true} {
+	for _, tc := range cases {
+		for _, transW := range []bool{false, true} {
+			for _, withBias := range []bool{false, true} {
+				xd := randSlice(uint64(tc.m*1000+tc.k), tc.m*tc.k)
+				wd := randSlice(uint64(tc.n*1000+tc.k), tc.k*tc.n)
+				wShape := []int{tc.k, tc.n}
+				if transW {
+					wShape = []int{tc.n, tc.k}
+				}
+				var bd []float32
+				if withBias {
+					bd = randSlice(7, tc.n)
+				}
+				want := fmaChainMatMul(xd, wd, bd, tc.m, tc.k, tc.n, transW)
+				for kn, be := range sets {
 					name := fmt.Sprintf("%s/M=%d/K=%d/N=%d/transW=%v/bias=%v", kn, tc.m, tc.k, tc.n, transW, withBias)
 					t.Run(name, func(t *testing.T) {
-						xd := randSlice(uint64(tc.m*1000+tc.k), tc.m*tc.k)
-						wd := randSlice(uint64(tc.n*1000+tc.k), tc.k*tc.n)
-						wShape := []int{tc.k, tc.n}
-						if transW {
-							wShape = []int{tc.n, tc.k}
-						}
 						var bias *engine.Tensor
-						var bd []float32
 						if withBias {
-							bd = randSlice(7, tc.n)
 							bias = be.FromHost(bd, tc.n)
 						}
 						got := be.MatMul(be.FromHost(xd, tc.m, tc.k), be.FromHost(wd, wShape...), bias, transW).Host()
-						sameBits(t, fmaChainMatMul(xd, wd, bd, tc.m, tc.k, tc.n, transW), got)
+						sameBits(t, want, got)
 					})
 				}
 			}

@@ -39,6 +39,45 @@ func avx2Kernels() *simdKernels {
 	k.gemvT[1] = sgemvTAVX2_1
 	k.gemvT[2] = sgemvTAVX2_2
 	k.gemvT[3] = sgemvTAVX2_3
+	k.mainPanels = 1
+	return k
+}
+
+// avx512Kernels returns the AVX2+FMA kernels with AVX-512 matmul tiles
+// (6×32 the main one, whose panels of w, 256 rows of 32 columns, fill
+// 32 KiB of L1 as AVX2's 6×16 tile fills 16; 6×64 also exists, for the
+// last rows and for comparison), or nil when the
+// CPU (or the operating system) does not support AVX-512F. The tiles
+// compute each element as the AVX2 tiles do, one lane of one register
+// updated by one fused multiply-add per k in order, so the two sets give
+// the same bits. Everything but the tiles is AVX2's: gemv and gemvT stream
+// w at memory speed already, and the rest is a small part of a forward.
+func avx512Kernels() *simdKernels {
+	k := avx2Kernels()
+	if k == nil || !cpu.X86.HasAVX512F {
+		return nil
+	}
+	k.name = KernelsAVX512
+	k.tile = [7][5]tileKernel{}
+	k.tile[6][4] = sgemmAVX512_6x64
+	k.tile[5][4] = sgemmAVX512_5x64
+	k.tile[4][4] = sgemmAVX512_4x64
+	k.tile[3][4] = sgemmAVX512_3x64
+	k.tile[2][4] = sgemmAVX512_2x64
+	k.tile[1][4] = sgemmAVX512_1x64
+	k.tile[6][2] = sgemmAVX512_6x32
+	k.tile[5][2] = sgemmAVX512_5x32
+	k.tile[4][2] = sgemmAVX512_4x32
+	k.tile[3][2] = sgemmAVX512_3x32
+	k.tile[2][2] = sgemmAVX512_2x32
+	k.tile[1][2] = sgemmAVX512_1x32
+	k.tile[6][1] = sgemmAVX512_6x16
+	k.tile[5][1] = sgemmAVX512_5x16
+	k.tile[4][1] = sgemmAVX512_4x16
+	k.tile[3][1] = sgemmAVX512_3x16
+	k.tile[2][1] = sgemmAVX512_2x16
+	k.tile[1][1] = sgemmAVX512_1x16
+	k.mainPanels = 2
 	return k
 }
 
@@ -74,6 +113,60 @@ func sgemmAVX2_1x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, loa
 
 //go:noescape
 func sgemmAVX2_1x64(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_6x64(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_5x64(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_4x64(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_3x64(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_2x64(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_1x64(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_6x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_5x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_4x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_3x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_2x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_1x32(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_6x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_5x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_4x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_3x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_2x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
+
+//go:noescape
+func sgemmAVX512_1x16(k int, a, b *float32, ldb, pstride int, c *float32, ldc, load int, bias, pf *float32, pfBytes int)
 
 //go:noescape
 func packT16AVX2(dst, src *float32, lds, n int)
