@@ -12,6 +12,7 @@ import (
 	"github.com/modelforensics/fx/engine/cpu"
 	"github.com/modelforensics/fx/forensics/bundle"
 	"github.com/modelforensics/fx/forensics/cca"
+	"github.com/modelforensics/fx/forensics/certificate"
 	"github.com/modelforensics/fx/forensics/cf"
 	"github.com/modelforensics/fx/forensics/scenario"
 	"github.com/modelforensics/fx/transformer"
@@ -29,9 +30,11 @@ type ccaEvalRow struct {
 	StageRecall           float64 // recall within the planted stages the fix set touches
 	Forwards, Seconds     float64 // mean per prompt, all layers
 	Paths                 float64 // generation paths the certified metric follows (summed)
-	CFForwards, CFSeconds float64 // mean per prompt, CF-flagged layers (CF time included)
+	CFForwards, CFSeconds float64 // mean per prompt, CF's scope (CF time included; both searches when widened)
 	SameSet               int     // prompts where CF→CCA found the same fix set
 	CFRuns                int
+	CFNone                int // prompts where CF flagged no layer (CF→CCA searched every layer)
+	CFWidened             int // CF→CCA runs that found no fix in CF's layers and widened to every layer
 	Errors                []string
 }
 
@@ -125,6 +128,12 @@ func evalCCA(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, formatEvalRow(r))
 	}
 	for _, r := range rows {
+		if r.CFNone > 0 || r.CFWidened > 0 {
+			fmt.Fprintf(stdout, "- %s %s: CF→CCA: CF flagged no layer on %d prompts (every layer searched); no fix within CF's layers, widened to every layer, on %d of %d\n",
+				r.Scenario, r.Granularity, r.CFNone, r.CFWidened, r.CFRuns)
+		}
+	}
+	for _, r := range rows {
 		for _, e := range r.Errors {
 			fmt.Fprintf(stdout, "- %s %s: %s\n", r.Scenario, r.Granularity, e)
 		}
@@ -154,11 +163,17 @@ type ccaEvalJSON struct {
 	// generation with an earlier fix set still failed, cca.max_paths).
 	Paths float64 `json:"generation_paths"`
 	// CFRuns counts the prompts CF→CCA certified; its means are over them.
-	CFRuns     int      `json:"cf_runs"`
-	CFForwards float64  `json:"cf_forwards,omitempty"`
-	CFSeconds  float64  `json:"cf_seconds,omitempty"`
-	SameSet    int      `json:"cf_same_fix_set"`
-	Errors     []string `json:"errors,omitempty"`
+	CFRuns     int     `json:"cf_runs"`
+	CFForwards float64 `json:"cf_forwards,omitempty"`
+	CFSeconds  float64 `json:"cf_seconds,omitempty"`
+	SameSet    int     `json:"cf_same_fix_set"`
+	// CFNone counts the prompts where CF flagged no layer (CF→CCA then
+	// searched every layer), and CFWidened the CF→CCA runs that found no
+	// fix within CF's flagged layers and widened to every layer (their
+	// forwards and seconds count both searches).
+	CFNone    int      `json:"cf_flagged_none"`
+	CFWidened int      `json:"cf_widened"`
+	Errors    []string `json:"errors,omitempty"`
 }
 
 func (r ccaEvalRow) json() ccaEvalJSON {
@@ -166,7 +181,8 @@ func (r ccaEvalRow) json() ccaEvalJSON {
 	out := ccaEvalJSON{Scenario: r.Scenario, Granularity: r.Granularity, Prompts: r.Prompts, Certified: r.Certified,
 		Flipped: r.Flipped, FlipRate: float64(r.Flipped) / n, MeanSize: r.MeanSize / n, SiteFrac: r.MeanFrac / n,
 		ActFrac: r.MeanActFrac / n, Precision: r.Precision / n, Recall: r.Recall / n, StageRecall: r.StageRecall / n,
-		Forwards: r.Forwards / n, Seconds: r.Seconds / n, Paths: r.Paths / n, CFRuns: r.CFRuns, SameSet: r.SameSet, Errors: r.Errors}
+		Forwards: r.Forwards / n, Seconds: r.Seconds / n, Paths: r.Paths / n, CFRuns: r.CFRuns, SameSet: r.SameSet,
+		CFNone: r.CFNone, CFWidened: r.CFWidened, Errors: r.Errors}
 	if r.CFRuns > 0 {
 		out.CFForwards, out.CFSeconds = r.CFForwards/float64(r.CFRuns), r.CFSeconds/float64(r.CFRuns)
 	}
@@ -269,14 +285,20 @@ func evalScenario(ctx context.Context, sc *scenario.Scenario, m *transformer.Mod
 		if err != nil {
 			return row, err
 		}
+		// The scope fx analyze --baseline searches: CF's flagged layers,
+		// widened to every layer when no fix lies within them; every layer
+		// when CF flagged none.
+		scope := certificate.CFScope(rep.Flagged, rep.Threshold)
 		if len(rep.Flagged) == 0 {
-			row.Errors = append(row.Errors, fmt.Sprintf("%q: CF flagged no layer", pr.Text))
-			continue
+			row.CFNone++
 		}
-		cfRes, err := cca.Search(ctx, p, rep.Flagged, cfg, nil)
+		cfRes, searched, err := certificate.SearchWithin(ctx, p, scope, cfg, nil)
 		if err != nil {
 			row.Errors = append(row.Errors, fmt.Sprintf("%q: CF→CCA (layers %v): %v", pr.Text, rep.Flagged, err))
 			continue
+		}
+		if searched.WidenedFrom != nil {
+			row.CFWidened++
 		}
 		row.CFRuns++
 		row.CFForwards += float64(cfRes.Cost.Forwards + 1) // + CF's recorded run

@@ -235,7 +235,8 @@ func helpAnalyze() string {
 	b.WriteString(`fx analyze BUNDLE --baseline B --out REPORT_DIR runs the whole analysis: CF flags the anomalous
 layers, CCA ranks the candidate neurons and heads of those layers by attribution patching, grows a
 set along the ranking until the failure flips and shrinks it to a 1-minimal fix set, and replays
-the incident with it. REPORT_DIR gets:
+the incident with it. When no fix lies within CF's layers, the search widens to every layer (the
+certificate says so; layers given with --layers never widen). REPORT_DIR gets:
 
 `)
 	for _, f := range files {

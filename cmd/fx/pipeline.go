@@ -19,11 +19,12 @@ import (
 )
 
 // analyzePipeline is `fx analyze BUNDLE --baseline B --out report/`: CF
-// flags the anomalous layers, CCA finds a 1-minimal fix set within them,
-// and the certificate and a summary are written to the report directory.
+// flags the anomalous layers, CCA finds a 1-minimal fix set within them
+// (within every layer when there is none there), and the certificate and
+// a summary are written to the report directory.
 func analyzePipeline(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("analyze", stderr)
-	baseline := fs.String("baseline", "", "CF baseline (.fxbase, from fx baseline) whose flagged layers CCA searches; without it, every layer")
+	baseline := fs.String("baseline", "", "CF baseline (.fxbase, from fx baseline) whose flagged layers CCA searches first (every layer when no fix lies within them); without it, every layer")
 	out := fs.String("out", "", "report directory: certificate.json, cf.json, analysis.json, summary.txt (required)")
 	modelFlag := fs.String("model", "", "model to replay on (default: the one the manifest names)")
 	scenarioDir := fs.String("scenario", "", "scenario directory (default: the model directory when it holds ground_truth.json)")
@@ -98,7 +99,7 @@ func analyzePipeline(args []string, _ io.Reader, stdout, stderr io.Writer) error
 		return fmt.Errorf("--out: %w", err)
 	}
 	var layers []int
-	from := "all layers"
+	from, widen := "all layers", false
 	switch {
 	case *layersFlag != "":
 		for _, s := range strings.Split(*layersFlag, ",") {
@@ -142,16 +143,15 @@ func analyzePipeline(args []string, _ io.Reader, stdout, stderr io.Writer) error
 			return err
 		}
 		written = append(written, path)
-		layers = rep.Flagged
-		from = fmt.Sprintf("cf: flagged layers (threshold %g)", rep.Threshold)
-		if len(layers) == 0 {
-			from = "all layers: cf flagged none"
-		}
+		// CF narrows the search; when no fix lies within its layers the
+		// search widens to every layer (certificate.CFScope).
+		scope := certificate.CFScope(rep.Flagged, rep.Threshold)
+		layers, from, widen = scope.Layers, scope.From, scope.Widen
 	default:
 		fmt.Fprintln(stderr, "fx analyze: no --baseline: CCA searches every layer (CF's narrowing needs a baseline: fx baseline)")
 	}
 	cert, res, err := certificate.Analyze(ctx, b, m, certificate.Request{ModelID: id, Scenario: sc, Layers: layers,
-		LayersFrom: from, Config: ccfg, Progress: bar.stepf})
+		LayersFrom: from, Widen: widen, Config: ccfg, Progress: bar.stepf})
 	if err != nil {
 		return err
 	}

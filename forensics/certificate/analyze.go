@@ -25,6 +25,9 @@ type Request struct {
 	// where they came from.
 	Layers     []int
 	LayersFrom string
+	// Widen searches every layer again when no fix lies within Layers
+	// (Scope.Widen; CFScope sets it for CF's flagged layers).
+	Widen bool
 	// Config holds the search settings.
 	Config cca.Config
 	// Progress receives progress lines (nil: silent).
@@ -52,7 +55,7 @@ func Analyze(ctx context.Context, b *bundle.Bundle, m *transformer.Model, r Requ
 	if err != nil {
 		return nil, nil, fmt.Errorf("certificate: bundle %s: %w", b.Dir, err)
 	}
-	res, err := cca.Search(ctx, p, r.Layers, r.Config, r.Progress)
+	res, searched, err := SearchWithin(ctx, p, Scope{Layers: r.Layers, From: r.LayersFrom, Widen: r.Widen}, r.Config, r.Progress)
 	if err != nil {
 		return nil, res, fmt.Errorf("certificate: bundle %s: %w", b.Dir, err)
 	}
@@ -64,10 +67,11 @@ func Analyze(ctx context.Context, b *bundle.Bundle, m *transformer.Model, r Requ
 	default:
 		corpus = p.Baseline
 	}
-	cert, err := New(b, p, res, corpus, r.LayersFrom)
+	cert, err := New(b, p, res, corpus, searched.From)
 	if err != nil {
 		return nil, res, err
 	}
+	cert.Search.WidenedFrom = searched.WidenedFrom
 	judge := JudgeFor(b, m, r.ModelID, r.Scenario)
 	out, err := judge(ctx, cca.Interventions(m, res.FixSet))
 	if err != nil {

@@ -93,9 +93,16 @@ type Search struct {
 	Granularity          string `json:"granularity"`
 	Candidates           int    `json:"candidates"`
 	CandidateActivations int    `json:"candidate_activations"`
-	// LayersFrom says where the layers came from ("cf: flagged layers",
-	// "all layers").
+	// LayersFrom says where the layers came from ("cf: flagged layers
+	// (threshold 10)", "all layers", "--layers"), with "; " and Widened
+	// appended when the search widened.
 	LayersFrom string `json:"layers_from"`
+	// WidenedFrom, when present, are the layers searched first (CF's
+	// flagged layers), where no fix was found: the search then widened to
+	// every layer, and Layers are those. Absent in certificates of
+	// searches that did not widen (and in those written before it
+	// existed).
+	WidenedFrom []int `json:"widened_from,omitempty"`
 	// DetectorPaths, when not 0, says that the search checked its fix set
 	// against the detector on free generation, and how many generation
 	// paths the metric then covers: the recorded one and metric.paths

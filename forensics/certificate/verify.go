@@ -133,6 +133,10 @@ func Verify(ctx context.Context, c *Certificate, b *bundle.Bundle, m *transforme
 		add("search.detector_paths", c.Search.DetectorPaths == 1+len(c.Metric.Paths) && c.Outcome != nil,
 			"claimed %d generation paths checked against the detector; the metric follows %d (the recorded one and metric.paths), and the outcome with the fix set is replayed below", c.Search.DetectorPaths, 1+len(c.Metric.Paths))
 	}
+	if len(c.Search.WidenedFrom) > 0 {
+		add("search.widened_from", widenedOK(c.Search.WidenedFrom, c.Search.Layers, m.Config.Layers),
+			"claimed no fix within layers %v, then a search of layers %v: want every layer of the %d-layer model, and the first layers among them but not all", c.Search.WidenedFrom, c.Search.Layers, m.Config.Layers)
+	}
 	outN := m.Config.VocabSize
 	if m.BERT != nil {
 		outN = len(m.BERT.Labels())
@@ -226,6 +230,28 @@ func Verify(ctx context.Context, c *Certificate, b *bundle.Bundle, m *transforme
 		}
 	}
 	return rep, nil
+}
+
+// widenedOK reports whether a widened search is consistent: the layers
+// finally searched are every layer of an n-layer model, and the layers
+// first searched are valid, distinct and fewer.
+func widenedOK(first, layers []int, n int) bool {
+	if len(layers) != n || len(first) >= n {
+		return false
+	}
+	for i, l := range layers {
+		if l != i {
+			return false
+		}
+	}
+	seen := map[int]bool{}
+	for _, l := range first {
+		if l < 0 || l >= n || seen[l] {
+			return false
+		}
+		seen[l] = true
+	}
+	return true
 }
 
 func short(s string) string {
