@@ -1,10 +1,13 @@
 // fakecuda.c is a stand-in libcuda.so.1 for package cuda's tests on machines
 // without a GPU (TestFakeDriver builds it and runs the TestGPU tests against
 // it). "Device" memory is host memory, work runs on the CPU at once, and the
-// only kernels are the test PTX's fx_axpy and fx_noop, found by name. It
-// checks what the real driver would refuse: a call that needs a context
-// without the retained primary context current on the calling thread, a
-// launch with too much shared memory, a copy while a stream is capturing.
+// kernels are the test PTX's fx_axpy and fx_noop, found by name, and those
+// of a library linked with it that defines fx_fake_kernel (fake_kernel.h):
+// kernels/emu/fakekernels.cpp gives every fx kernel on the host emulator,
+// so that engine/gpu runs whole on the CPU. It checks what the real driver
+// would refuse: a call that needs a context without the retained primary
+// context current on the calling thread, a launch with too much shared
+// memory, a copy while a stream is capturing, a kernel the module lacks.
 //
 // Build: cc -shared -fPIC -I.. -o DIR/libcuda.so.1 fakecuda.c
 // -DFX_FAKE_OMIT_GRAPH_DESTROY leaves cuGraphDestroy out; the environment
@@ -15,6 +18,7 @@
 #include <time.h>
 
 #include "fxcuda.h"
+#include "fake_kernel.h"
 
 enum {
 	SUCCESS = 0,
@@ -64,22 +68,20 @@ static int initialized;
 			return INVALID_CONTEXT;                         \
 	} while (0)
 
-enum { KIND_NOOP, KIND_AXPY };
-
 struct CUmod_st {
 	char *ptx;
 };
 
 struct CUfunc_st {
-	int kind;
+	const struct fake_kernel *k;
 	int max_dynamic_shared;
 };
 
 // A launch with its parameters copied, as the driver copies them.
 struct launch {
-	int kind;
-	unsigned grid, block;
-	unsigned char params[4][8];
+	const struct fake_kernel *k;
+	unsigned grid[3], block[3], shared;
+	unsigned char params[FX_MAX_ARGS][FX_FAKE_PARAM_BYTES];
 };
 
 struct CUgraph_st {
@@ -100,25 +102,48 @@ struct CUevent_st {
 	struct timespec t;
 };
 
-static const int param_sizes[2][4] = {
-	[KIND_NOOP] = {8, 4, 0, 0},
-	[KIND_AXPY] = {8, 8, 4, 4},
-};
+static void run_noop(const unsigned grid[3], const unsigned block[3], unsigned shared, void **params) {
+	(void)grid, (void)block, (void)shared, (void)params;
+}
 
-static void run(const struct launch *l) {
-	if (l->kind != KIND_AXPY) {
-		return;
-	}
+static void run_axpy(const unsigned grid[3], const unsigned block[3], unsigned shared, void **params) {
+	(void)shared;
 	float *y, *x, a;
 	unsigned n;
-	memcpy(&y, l->params[0], 8);
-	memcpy(&x, l->params[1], 8);
-	memcpy(&a, l->params[2], 4);
-	memcpy(&n, l->params[3], 4);
-	unsigned long long threads = (unsigned long long)l->grid * l->block;
+	memcpy(&y, params[0], 8);
+	memcpy(&x, params[1], 8);
+	memcpy(&a, params[2], 4);
+	memcpy(&n, params[3], 4);
+	unsigned long long threads = (unsigned long long)grid[0] * block[0];
 	for (unsigned long long i = 0; i < threads && i < n; i++) {
 		y[i] = a * x[i] + y[i];
 	}
+}
+
+static const int noop_sizes[] = {8, 4}, axpy_sizes[] = {8, 8, 4, 4};
+
+// builtins are the kernels of package cuda's test PTX.
+static const struct fake_kernel builtins[] = {
+	{"fx_noop", 2, noop_sizes, run_noop},
+	{"fx_axpy", 4, axpy_sizes, run_axpy},
+};
+
+// find_kernel returns the kernel called name, or NULL.
+static const struct fake_kernel *find_kernel(const char *name) {
+	if (fx_fake_kernel != NULL) {
+		const struct fake_kernel *k = fx_fake_kernel(name);
+		if (k != NULL) return k;
+	}
+	for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
+		if (strcmp(builtins[i].name, name) == 0) return &builtins[i];
+	}
+	return NULL;
+}
+
+static void run(struct launch *l) {
+	void *params[FX_MAX_ARGS];
+	for (int i = 0; i < l->k->nparams; i++) params[i] = l->params[i];
+	l->k->run(l->grid, l->block, l->shared, params);
 }
 
 CUresult cuInit(unsigned int flags) {
@@ -165,7 +190,7 @@ CUresult cuDeviceGet(CUdevice *device, int ordinal) {
 CUresult cuDeviceGetName(char *name, int len, CUdevice dev) {
 	if (dev != 0) return INVALID_DEVICE;
 	if (len <= 0) return INVALID_VALUE;
-	strncpy(name, "fx fake CUDA device", len - 1);
+	strncpy(name, "fx fake CUDA device", len - 1); // cudatest.DeviceName: tests find the emulator by it
 	name[len - 1] = 0;
 	return SUCCESS;
 }
@@ -283,9 +308,11 @@ CUresult cuModuleGetFunction(CUfunction *fn, CUmodule module, const char *name) 
 	for (const char *p = strstr(module->ptx, ".entry "); p != NULL; p = strstr(p + 1, ".entry ")) {
 		const char *q = p + strlen(".entry ");
 		if (strncmp(q, name, len) == 0 && (q[len] == '(' || q[len] == ' ' || q[len] == '\n')) {
+			const struct fake_kernel *k = find_kernel(name);
+			if (k == NULL) return NOT_FOUND;
 			struct CUfunc_st *f = calloc(1, sizeof *f);
 			if (f == NULL) return OUT_OF_MEMORY;
-			f->kind = strcmp(name, "fx_axpy") == 0 ? KIND_AXPY : KIND_NOOP;
+			f->k = k;
 			f->max_dynamic_shared = SHARED_DEFAULT;
 			*fn = f;
 			return SUCCESS;
@@ -307,11 +334,15 @@ CUresult cuLaunchKernel(CUfunction fn, unsigned int gx, unsigned int gy,
 	unsigned int shmem, CUstream stream, void **params, void **extra) {
 	NEED_CTX();
 	if (fn == NULL) return INVALID_HANDLE;
-	if (gx == 0 || gy != 1 || gz != 1 || bx == 0 || bx > 1024 || by != 1 || bz != 1) return INVALID_VALUE;
+	if (gx == 0 || gy == 0 || gy > 65535 || gz == 0 || gz > 65535 || bx == 0 || bx > 1024 || by != 1 || bz != 1)
+		return INVALID_VALUE;
 	if (shmem > (unsigned)fn->max_dynamic_shared || extra != NULL || params == NULL) return INVALID_VALUE;
-	struct launch l = {.kind = fn->kind, .grid = gx, .block = bx};
-	for (int i = 0; i < 4; i++) {
-		if (param_sizes[fn->kind][i] > 0) memcpy(l.params[i], params[i], param_sizes[fn->kind][i]);
+	if (fn->k->nparams > FX_MAX_ARGS) return INVALID_VALUE;
+	struct launch l = {.k = fn->k, .grid = {gx, gy, gz}, .block = {bx, by, bz}, .shared = shmem};
+	for (int i = 0; i < fn->k->nparams; i++) {
+		int size = fn->k->param_sizes[i];
+		if (size <= 0 || size > FX_FAKE_PARAM_BYTES) return INVALID_VALUE;
+		memcpy(l.params[i], params[i], size);
 	}
 	if (stream != NULL && stream->capture != NULL) {
 		CUgraph g = stream->capture;

@@ -23,6 +23,13 @@
 //
 // Build the tests with -ffp-contract=off or with -mfma -ffp-contract=fast to
 // see both roundings clang's CUDA mode may choose.
+//
+// With FX_EMU_FIBERS (the fake driver's build, fakekernels.cpp; x86-64
+// only), the threads of a block run instead as fibers on the launching OS
+// thread, each until it waits at a barrier or ends, in turn: deterministic
+// and far faster than an OS thread per GPU thread, but blind to the races
+// that the OS threads under ThreadSanitizer show, which the check programs
+// keep.
 #ifndef FX_EMU_H
 #define FX_EMU_H
 
@@ -36,6 +43,19 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+#if defined(FX_EMU_FIBERS) && !defined(__x86_64__)
+#error "FX_EMU_FIBERS: the fiber switch is written for x86-64"
+#endif
+
+// FX_EMU_TLS qualifies what each GPU thread has of its own: thread-local
+// with an OS thread per GPU thread; with fibers, plain globals that the
+// scheduler saves and restores (thread-local access in a shared library
+// cost a third of the fake driver's time).
+#ifdef FX_EMU_FIBERS
+#define FX_EMU_TLS
+#else
+#define FX_EMU_TLS thread_local
+#endif
 
 #define __global__
 #define __device__
@@ -52,6 +72,13 @@ struct FxEmuDim {
   unsigned x = 1, y = 1, z = 1;
 };
 
+#ifdef FX_EMU_FIBERS
+// fx_emu_yield returns to the fiber scheduler: the running fiber waits (at
+// what) until the scheduler comes back to it.
+static void fx_emu_yield(const char* what);
+inline unsigned long long fx_emu_progress;  // barriers passed and fibers ended
+#endif
+
 // FxEmuBarrier is a reusable barrier for n threads that aborts on timeout.
 class FxEmuBarrier {
  public:
@@ -63,6 +90,18 @@ class FxEmuBarrier {
   // wait blocks until n threads have called it; with timeout false it
   // waits as long as that takes.
   void wait(const char* what, bool timeout = true) {
+#ifdef FX_EMU_FIBERS
+    (void)timeout;
+    unsigned g = gen_;
+    if (++count_ == n_) {
+      count_ = 0;
+      gen_++;
+      fx_emu_progress++;
+      return;
+    }
+    while (gen_ == g) fx_emu_yield(what);
+    return;
+#endif
     std::unique_lock<std::mutex> lk(mu_);
     unsigned gen = gen_;
     if (++count_ == n_) {
@@ -110,9 +149,9 @@ struct FxEmuState {
 };
 
 inline FxEmuState fx_emu;
-inline thread_local unsigned fx_emu_tid;
-inline thread_local FxEmuDim fx_emu_bid;
-inline thread_local unsigned fx_emu_wops;  // warp-wide operations of this thread in its block
+inline FX_EMU_TLS unsigned fx_emu_tid;
+inline FX_EMU_TLS FxEmuDim fx_emu_bid;
+inline FX_EMU_TLS unsigned fx_emu_wops;  // warp-wide operations of this thread in its block
 
 FX_DEV unsigned tid_x() { return fx_emu_tid; }
 FX_DEV unsigned bid_x() { return fx_emu_bid.x; }
@@ -243,8 +282,8 @@ struct FxEmuCopy {
   const unsigned char* src;
   int size, src_bytes;
 };
-inline thread_local std::vector<FxEmuCopy> fx_emu_cp_open;               // issued, not committed
-inline thread_local std::deque<std::vector<FxEmuCopy>> fx_emu_cp_groups;  // committed, oldest first
+inline FX_EMU_TLS std::vector<FxEmuCopy> fx_emu_cp_open;               // issued, not committed
+inline FX_EMU_TLS std::deque<std::vector<FxEmuCopy>> fx_emu_cp_groups;  // committed, oldest first
 
 static inline void fx_emu_cp_issue(void* dst, const void* src, int size, int src_bytes) {
   if (((uintptr_t)dst | (uintptr_t)src) % (uintptr_t)size != 0 || src_bytes < 0 || src_bytes > size) {
@@ -283,6 +322,157 @@ static inline void fx_emu_cp_check() {
   fx_emu_cp_groups.clear();
 }
 
+#ifdef FX_EMU_FIBERS
+// fx_emu_switch saves the callee-saved registers on the current stack and
+// the stack pointer in *save, and continues on the stack load (saved by an
+// earlier switch, or prepared by fx_emu_fiber_stack). The floating-point
+// control state is shared by every fiber. Weak: each program that includes
+// this header defines it.
+extern "C" void fx_emu_switch(void** save, void* load);
+asm(R"(
+  .text
+  .weak fx_emu_switch
+  .type fx_emu_switch, @function
+fx_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size fx_emu_switch, .-fx_emu_switch
+)");
+
+// FxEmuFibers is the fiber scheduler's state: one fiber per thread of a
+// block, with what each keeps of the thread-local state while another runs.
+struct FxEmuFibers {
+  void* sched = nullptr;  // the scheduler's saved stack pointer
+  std::vector<void*> sp;  // each fiber's
+  std::vector<std::vector<char>> stacks;
+  std::vector<unsigned> wops;
+  std::vector<std::vector<FxEmuCopy>> cp_open;
+  std::vector<std::deque<std::vector<FxEmuCopy>>> cp_groups;
+  std::vector<unsigned char> done;
+  unsigned current = 0;
+  bool ended = false;             // the current fiber returned
+  const char* waiting_at = "";    // what the last fiber to yield waits for
+  void (*body)(void*) = nullptr;  // the kernel, as a function of arg
+  void* arg = nullptr;
+};
+inline FxEmuFibers fx_emu_fibers;
+
+// FX_EMU_FIBER_STACK is each fiber's stack, in bytes.
+#ifndef FX_EMU_FIBER_STACK
+#define FX_EMU_FIBER_STACK (64 << 10)
+#endif
+
+static void fx_emu_yield(const char* what) {
+  FxEmuFibers& f = fx_emu_fibers;
+  f.waiting_at = what;
+  fx_emu_switch(&f.sp[f.current], f.sched);
+}
+
+// fx_emu_fiber_main is where a fiber starts: it runs the kernel and
+// switches back for good.
+static void fx_emu_fiber_main() {
+  FxEmuFibers& f = fx_emu_fibers;
+  f.body(f.arg);
+  fx_emu_cp_check();
+  f.ended = true;
+  void* unused;
+  fx_emu_switch(&unused, f.sched);
+  std::abort();  // never resumed
+}
+
+// fx_emu_fiber_stack prepares stack for a first switch into
+// fx_emu_fiber_main: six zero registers under its address, which the
+// switch's ret pops with the stack aligned as after a call.
+static void* fx_emu_fiber_stack(std::vector<char>& stack) {
+  uintptr_t top = ((uintptr_t)stack.data() + stack.size()) & ~(uintptr_t)15;
+  void** p = (void**)top;
+  *--p = nullptr;                          // a return address fx_emu_fiber_main never uses
+  *--p = (void*)&fx_emu_fiber_main;        // popped by ret
+  for (int i = 0; i < 6; i++) *--p = nullptr;  // rbp, rbx, r12–r15
+  return p;
+}
+
+// fx_emu_launch_shared runs kernel() on every thread of grid×block (block.y
+// and block.z must be 1, as for every fx kernel) with shared bytes of
+// dynamic shared memory, block after block, the block's threads as fibers.
+template <typename F>
+void fx_emu_launch_shared(FxEmuDim grid, FxEmuDim block, size_t shared, F kernel) {
+  if (block.y != 1 || block.z != 1 || block.x % 32 != 0) {
+    std::fprintf(stderr, "fx_emu: block must be [32k, 1, 1]\n");
+    std::abort();
+  }
+  FxEmuFibers& f = fx_emu_fibers;
+  unsigned n = block.x;
+  fx_emu.grid = grid;
+  fx_emu.block = block;
+  fx_emu.dyn_shared.assign(shared, 0);
+  std::vector<FxEmuWarp> warps(n / 32);
+  fx_emu.warps.swap(warps);
+  if (f.stacks.size() < n) {
+    f.stacks.resize(n);
+    for (auto& st : f.stacks) st.resize(FX_EMU_FIBER_STACK);
+  }
+  f.sp.assign(n, nullptr);
+  f.wops.assign(n, 0);
+  f.cp_open.assign(n, {});
+  f.cp_groups.assign(n, {});
+  f.done.assign(n, 0);
+  f.body = [](void* k) { (*static_cast<F*>(k))(); };
+  f.arg = &kernel;
+  for (unsigned z = 0; z < grid.z; z++)
+    for (unsigned y = 0; y < grid.y; y++)
+      for (unsigned x = 0; x < grid.x; x++) {
+        fx_emu_bid = FxEmuDim{x, y, z};
+        for (FxEmuWarp& w : fx_emu.warps) w.bar.reset(32);
+        fx_emu.block_bar.reset(n);
+        if (!fx_emu.dyn_shared.empty()) std::memset(fx_emu.dyn_shared.data(), 0xff, fx_emu.dyn_shared.size());
+        for (unsigned t = 0; t < n; t++) {
+          f.sp[t] = fx_emu_fiber_stack(f.stacks[t]);
+          f.done[t] = 0;
+          f.wops[t] = 0;
+        }
+        for (unsigned live = n; live > 0;) {
+          unsigned long long before = fx_emu_progress;
+          for (unsigned t = 0; t < n; t++) {
+            if (f.done[t]) continue;
+            f.current = t;
+            f.ended = false;
+            fx_emu_tid = t;
+            fx_emu_wops = f.wops[t];
+            fx_emu_cp_open.swap(f.cp_open[t]);
+            fx_emu_cp_groups.swap(f.cp_groups[t]);
+            fx_emu_switch(&f.sched, f.sp[t]);
+            fx_emu_cp_open.swap(f.cp_open[t]);
+            fx_emu_cp_groups.swap(f.cp_groups[t]);
+            f.wops[t] = fx_emu_wops;
+            if (f.ended) {
+              f.done[t] = 1;
+              live--;
+              fx_emu_progress++;
+            }
+          }
+          if (live > 0 && fx_emu_progress == before) {
+            std::fprintf(stderr, "fx_emu: block (%u,%u,%u): %u threads wait at %s and none can go on: a thread exited early or skipped it\n",
+                         x, y, z, live, f.waiting_at);
+            std::abort();
+          }
+        }
+      }
+}
+#else
 // fx_emu_launch_shared runs kernel() on every thread of grid×block (block.y
 // and block.z must be 1, as for every fx kernel) with shared bytes of
 // dynamic shared memory.
@@ -324,6 +514,8 @@ void fx_emu_launch_shared(FxEmuDim grid, FxEmuDim block, size_t shared, F kernel
     });
   for (std::thread& th : threads) th.join();
 }
+
+#endif  // FX_EMU_FIBERS
 
 // fx_emu_launch runs kernel() on every thread of grid×block, without
 // dynamic shared memory.

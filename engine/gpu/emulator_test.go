@@ -1,0 +1,19 @@
+package gpu
+
+import (
+	"strings"
+
+	"github.com/modelforensics/fx/cuda/cudatest"
+)
+
+// emulatorMaxWork is the most multiply-adds (or elements) one case of a
+// test gives the emulated device: about a second there.
+const emulatorMaxWork = 3e8
+
+// OnEmulator reports whether b runs on the emulated device
+// (cuda/cudatest), where tests leave out their card-sized cases.
+func OnEmulator(b *Backend) bool { return strings.Contains(b.name, cudatest.DeviceName) }
+
+// TooBigForEmulator reports whether a case of work multiply-adds (or
+// elements) is too big for b when b is the emulated device.
+func TooBigForEmulator(b *Backend, work int) bool { return OnEmulator(b) && work > emulatorMaxWork }
