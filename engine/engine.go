@@ -5,7 +5,9 @@
 // All compute is float32. Shapes are row-major and the batch dimension leads.
 // Ops panic on a shape mismatch: callers validate inputs (model files, token
 // ids, hook edits) before they reach an op, so a mismatch is a bug in the
-// caller, as an out-of-range slice index is.
+// caller, as an out-of-range slice index is. The Check functions (CheckMatMul,
+// CheckLayerNorm, …) are the one statement of what each op accepts; every
+// backend panics with their errors.
 package engine
 
 import (

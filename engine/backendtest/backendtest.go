@@ -14,6 +14,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -1004,39 +1005,86 @@ func (s *suite) testPanics(t *testing.T) {
 		{"MatMul inner", func() { s.b.MatMul(x.t, s.randIn(r, 4, 3).t, nil, false) }},
 		{"MatMul inner transW", func() { s.b.MatMul(x.t, s.randIn(r, 5, 3).t, nil, true) }},
 		{"MatMul bias", func() { s.b.MatMul(x.t, s.randIn(r, 5, 3).t, s.randIn(r, 4).t, false) }},
+		{"MatMul w rank", func() { s.b.MatMul(x.t, s.randIn(r, 5).t, nil, false) }},
 		{"LayerNorm gamma", func() { s.b.LayerNorm(x.t, s.randIn(r, 4).t, s.randIn(r, 5).t, 1e-5) }},
+		{"LayerNorm beta", func() { s.b.LayerNorm(x.t, s.randIn(r, 5).t, s.randIn(r, 4).t, 1e-5) }},
+		{"LayerNorm scalar", func() { s.b.LayerNorm(s.randIn(r).t, s.randIn(r, 1).t, s.randIn(r, 1).t, 1e-5) }},
+		{"LayerNormScale scalar", func() { s.b.LayerNormScale(s.randIn(r).t, 1e-5) }},
 		{"AddLayerNorm delta", func() { s.b.AddLayerNorm(x.t, s.randIn(r, 5).t, s.randIn(r, 5).t, s.randIn(r, 5).t, 1e-5) }},
 		{"AddLayerNorm gamma", func() { s.b.AddLayerNorm(x.t, s.randIn(r, 2, 5).t, s.randIn(r, 4).t, s.randIn(r, 5).t, 1e-5) }},
+		{"AddLayerNorm beta", func() { s.b.AddLayerNorm(x.t, s.randIn(r, 2, 5).t, s.randIn(r, 5).t, s.randIn(r, 4).t, 1e-5) }},
+		{"GELU activation", func() { s.b.GELU(x.t, engine.Activation(99)) }},
 		{"MatMulGELU inner", func() { s.b.MatMulGELU(x.t, s.randIn(r, 4, 3).t, nil, false, engine.GELUTanh) }},
 		{"MatMulGELU activation", func() { s.b.MatMulGELU(x.t, s.randIn(r, 5, 3).t, nil, false, engine.Activation(99)) }},
 		{"Add not a suffix", func() { s.b.Add(x.t, s.randIn(r, 2).t) }},
 		{"Concat trailing", func() { s.b.Concat(s.randIn(r, 1, 2, 3).t, s.randIn(r, 1, 2, 4).t) }},
 		{"Concat batch", func() { s.b.Concat(s.randIn(r, 1, 2, 3).t, s.randIn(r, 2, 2, 3).t) }},
+		{"Concat rank", func() { s.b.Concat(s.randIn(r, 1, 2, 3).t, s.randIn(r, 1, 2).t) }},
 		{"AttnScores heads", func() {
 			s.b.AttnScores(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 1, 2, 2, 4).t, 1, engine.AttnMask{})
 		}},
+		{"AttnScores KeyValid", func() {
+			s.b.AttnScores(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 1, 5, 3, 4).t, 1, engine.AttnMask{KeyValid: make([]int32, 4)})
+		}},
 		{"AttnMix keys", func() { s.b.AttnMix(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 1, 5, 2, 4).t) }},
+		{"AttnMix heads", func() { s.b.AttnMix(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 1, 4, 3, 4).t) }},
 		{"Attention v keys", func() {
 			s.b.Attention(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 1, 5, 3, 4).t, s.randIn(r, 1, 4, 3, 4).t, 1, engine.AttnMask{})
 		}},
 		{"Attention heads", func() {
 			s.b.Attention(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 1, 5, 2, 4).t, s.randIn(r, 1, 5, 2, 4).t, 1, engine.AttnMask{})
 		}},
+		{"Attention KeyValid", func() {
+			k := s.randIn(r, 1, 5, 3, 4).t
+			s.b.Attention(s.randIn(r, 1, 2, 3, 4).t, k, k, 1, engine.AttnMask{KeyValid: make([]int32, 4)})
+		}},
 		{"HeadResult rows", func() { s.b.HeadResult(s.randIn(r, 1, 2, 3, 4).t, s.randIn(r, 11, 5).t, false) }},
+		{"HeadResult z rank", func() { s.b.HeadResult(s.randIn(r, 2, 12).t, s.randIn(r, 12, 5).t, false) }},
+		{"Embedding table", func() { s.b.Embedding(s.randIn(r, 2, 5, 1).t, []int32{0}) }},
 		{"Embedding id", func() { s.b.Embedding(x.t, []int32{2}) }},
+		{"Embedding negative id", func() { s.b.Embedding(x.t, []int32{0, -1}) }},
 		{"Rows index", func() { s.b.Rows(x.t, []int{2}) }},
+		{"Rows negative index", func() { s.b.Rows(x.t, []int{0, -1}) }},
 		{"SliceLast range", func() { s.b.SliceLast(x.t, 3, 6) }},
+		{"SliceLast reversed", func() { s.b.SliceLast(x.t, 3, 2) }},
 		{"SumAxis axis", func() { s.b.SumAxis(x.t, 2) }},
+		{"SumAxis negative axis", func() { s.b.SumAxis(x.t, -3) }},
 		{"Edit outside", func() {
 			e := engine.Edit{Mode: engine.EditZero, Dims: [engine.MaxEditDims]int{3, 1, 1, 1, 5}, Strides: [engine.MaxEditDims]int{5, 0, 0, 0, 1}}
+			s.b.Edit(s.randIn(r, 2, 5).t, e)
+		}},
+		{"Edit source outside", func() {
+			e := engine.Edit{Mode: engine.EditSet, Dims: [engine.MaxEditDims]int{1, 1, 1, 2, 5}, Strides: [engine.MaxEditDims]int{0, 0, 0, 5, 1},
+				Source: s.randIn(r, 5).t, SourceStrides: [engine.MaxEditDims]int{0, 0, 0, 5, 1}}
 			s.b.Edit(s.randIn(r, 2, 5).t, e)
 		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Panics(t, tc.op)
+			panicsInOp(t, tc.name, tc.op)
 		})
 	}
+}
+
+// panicsInOp checks that op panics with a message of the form
+// "backend: Op: ..." (or "backend: Edit of ..."), as an op's check of its
+// operands gives, and not with a runtime error (an index out of range),
+// where Op begins name, the case's name: the op that the case calls, or
+// the op whose check it runs (MatMulGELU runs MatMul's).
+func panicsInOp(t *testing.T, name string, op func()) {
+	t.Helper()
+	defer func() {
+		t.Helper()
+		r := recover()
+		require.NotNil(t, r, "no panic")
+		msg, ok := r.(string)
+		require.True(t, ok, "panic %v (%T) is not an op's message", r, r)
+		_, rest, _ := strings.Cut(msg, ": ")
+		named, _, _ := strings.Cut(rest, ":")
+		named, _, _ = strings.Cut(named, " ")
+		require.True(t, named != "" && strings.HasPrefix(name, named), "panic %q does not name the op of %q", msg, name)
+	}()
+	op()
 }
 
 // testEdit checks each mode of Edit on a strided box against a loop

@@ -701,6 +701,7 @@ func (s *gradSuite) testGradPanics(t *testing.T) {
 		{"LayerNormBackward gamma", func() { s.g.LayerNormBackward(x, in(4), in(2, 5), 1e-5) }},
 		{"LayerNormBackward dy", func() { s.g.LayerNormBackward(x, in(5), in(2, 4), 1e-5) }},
 		{"GELUBackward dy", func() { s.g.GELUBackward(x, in(5, 2), engine.GELUTanh) }},
+		{"GELUBackward activation", func() { s.g.GELUBackward(x, in(2, 5), engine.Activation(99)) }},
 		{"TanhBackward dy", func() { s.g.TanhBackward(x, in(3, 5)) }},
 		{"SoftmaxBackward dy", func() { s.g.SoftmaxBackward(x, in(2, 6)) }},
 		{"AttnScoresBackward heads", func() {
@@ -710,16 +711,21 @@ func (s *gradSuite) testGradPanics(t *testing.T) {
 			s.g.AttnScoresBackward(in(1, 2, 3, 4), in(1, 3, 2, 4), in(1, 3, 2, 4), 1)
 		}},
 		{"AttnMixBackward keys", func() { s.g.AttnMixBackward(in(1, 3, 2, 4), in(1, 2, 3, 4), in(1, 5, 2, 4)) }},
+		{"AttnMixBackward heads", func() { s.g.AttnMixBackward(in(1, 3, 2, 4), in(1, 2, 3, 4), in(1, 4, 3, 4)) }},
 		{"AttnMixBackward dz", func() { s.g.AttnMixBackward(in(1, 3, 2, 5), in(1, 2, 3, 4), in(1, 4, 2, 4)) }},
 		{"ConcatLast leading", func() { s.g.ConcatLast(in(2, 3, 4), in(2, 2, 4)) }},
 		{"ConcatLast rank", func() { s.g.ConcatLast(in(2, 3), in(2, 1, 3)) }},
+		{"ConcatLast no parts", func() { s.g.ConcatLast() }},
+		{"ConcatLast scalar", func() { s.g.ConcatLast(in()) }},
 		{"ScatterRows index", func() { s.g.ScatterRows(x, []int{0, 3}, 3) }},
 		{"ScatterRows negative index", func() { s.g.ScatterRows(x, []int{-1, 0}, 3) }},
 		{"ScatterRows count", func() { s.g.ScatterRows(x, []int{0}, 3) }},
+		{"ScatterRows negative rows", func() { s.g.ScatterRows(x, []int{0, 1}, -1) }},
+		{"ScatterRows scalar", func() { s.g.ScatterRows(in(), []int{0}, 1) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Panics(t, tc.op)
+			panicsInOp(t, tc.name, tc.op)
 		})
 	}
 }

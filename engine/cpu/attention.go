@@ -1,9 +1,7 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
-	"slices"
 
 	"github.com/modelforensics/fx/engine"
 )
@@ -13,17 +11,12 @@ import (
 // dot(q, k)·scale with dot as for MatMul with transW.
 func (b *Backend) AttnScores(q, k *engine.Tensor, scale float32, mask engine.AttnMask) *engine.Tensor {
 	qd, kd := host("AttnScores", q), host("AttnScores", k)
-	if q.Rank() != 4 || k.Rank() != 4 || q.Dim(0) != k.Dim(0) || q.Dim(2) != k.Dim(2) || q.Dim(3) != k.Dim(3) {
-		panic(fmt.Sprintf("cpu: AttnScores: q %v, k %v", q, k))
-	}
-	nb, tq, h, dh := q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3)
-	tk := k.Dim(1)
-	if mask.KeyValid != nil && len(mask.KeyValid) != nb*tk {
-		panic(fmt.Sprintf("cpu: AttnScores: KeyValid has %d entries for %d×%d keys", len(mask.KeyValid), nb, tk))
-	}
+	dims, err := engine.CheckAttnScores(q, k, mask)
+	must(err)
+	a := newAttnShape(dims, b.simd)
+	nb, tq, tk, h, dh := a.nb, a.tq, a.tk, a.h, a.dh
 	out := output(nb, h, tq, tk)
 	od := out.Host()
-	a := attnShape{nb: nb, tq: tq, tk: tk, h: h, dh: dh, simd: b.simd}
 	b.parallel(nb*h*tq, tk*dh, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			a.scoresRow(od[r*tk:(r+1)*tk], qd, kd, scale, mask, r)
@@ -39,6 +32,11 @@ func (b *Backend) AttnScores(q, k *engine.Tensor, scale float32, mask engine.Att
 type attnShape struct {
 	nb, tq, tk, h, dh int
 	simd              *simdKernels
+}
+
+// newAttnShape returns the attnShape of d with the SIMD kernels simd.
+func newAttnShape(d engine.AttnDims, simd *simdKernels) attnShape {
+	return attnShape{nb: d.B, tq: d.Tq, tk: d.Tk, h: d.H, dh: d.Dh, simd: simd}
 }
 
 // attnScratch is a worker's scratch for mixRow: Tk capacity each.
@@ -129,15 +127,12 @@ func (a *attnShape) mixRow(z, p, vd []float32, sc *attnScratch, r int) {
 // their values are not finite).
 func (b *Backend) AttnMix(pattern, v *engine.Tensor) *engine.Tensor {
 	pd, vd := host("AttnMix", pattern), host("AttnMix", v)
-	if pattern.Rank() != 4 || v.Rank() != 4 || pattern.Dim(0) != v.Dim(0) ||
-		pattern.Dim(1) != v.Dim(2) || pattern.Dim(3) != v.Dim(1) {
-		panic(fmt.Sprintf("cpu: AttnMix: pattern %v, v %v", pattern, v))
-	}
-	nb, h, tq, tk := pattern.Dim(0), pattern.Dim(1), pattern.Dim(2), pattern.Dim(3)
-	dh := v.Dim(3)
+	dims, err := engine.CheckAttnMix(pattern, v)
+	must(err)
+	a := newAttnShape(dims, b.simd)
+	nb, tq, tk, h, dh := a.nb, a.tq, a.tk, a.h, a.dh
 	out := output(nb, tq, h, dh)
 	od := out.Host()
-	a := attnShape{nb: nb, tq: tq, tk: tk, h: h, dh: dh, simd: b.simd}
 	b.parallel(nb*h*tq, tk*dh, func(lo, hi int) {
 		sc := newAttnScratch(tk)
 		for r := lo; r < hi; r++ {
@@ -156,18 +151,12 @@ func (b *Backend) AttnMix(pattern, v *engine.Tensor) *engine.Tensor {
 // values, so the [B, H, Tq, Tk] scores and pattern never exist.
 func (b *Backend) Attention(q, k, v *engine.Tensor, scale float32, mask engine.AttnMask) *engine.Tensor {
 	qd, kd, vd := host("Attention", q), host("Attention", k), host("Attention", v)
-	if q.Rank() != 4 || k.Rank() != 4 || v.Rank() != 4 || q.Dim(0) != k.Dim(0) || q.Dim(2) != k.Dim(2) ||
-		q.Dim(3) != k.Dim(3) || !slices.Equal(k.Shape(), v.Shape()) {
-		panic(fmt.Sprintf("cpu: Attention: q %v, k %v, v %v", q, k, v))
-	}
-	nb, tq, h, dh := q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3)
-	tk := k.Dim(1)
-	if mask.KeyValid != nil && len(mask.KeyValid) != nb*tk {
-		panic(fmt.Sprintf("cpu: Attention: KeyValid has %d entries for %d×%d keys", len(mask.KeyValid), nb, tk))
-	}
+	dims, err := engine.CheckAttention(q, k, v, mask)
+	must(err)
+	a := newAttnShape(dims, b.simd)
+	nb, tq, tk, h, dh := a.nb, a.tq, a.tk, a.h, a.dh
 	out := output(nb, tq, h, dh)
 	od := out.Host()
-	a := attnShape{nb: nb, tq: tq, tk: tk, h: h, dh: dh, simd: b.simd}
 	b.parallel(nb*h*tq, 2*tk*dh+16*tk, func(lo, hi int) {
 		scores, p := make([]float32, tk), make([]float32, tk)
 		e := make([]float64, tk)

@@ -283,6 +283,14 @@ func output(shape ...int) *engine.Tensor {
 	return engine.NewHost(make([]float32, engine.NumElements(shape)), shape...)
 }
 
+// must panics with err, behind the backend's prefix, unless it is nil: an
+// engine.Check function's report of operands that an op cannot take.
+func must(err error) {
+	if err != nil {
+		panic("cpu: " + err.Error())
+	}
+}
+
 // host returns t's values, panicking for a tensor not on the host.
 func host(op string, t *engine.Tensor) []float32 {
 	if t == nil {

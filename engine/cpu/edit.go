@@ -1,16 +1,10 @@
 package cpu
 
-import (
-	"fmt"
-
-	"github.com/modelforensics/fx/engine"
-)
+import "github.com/modelforensics/fx/engine"
 
 // Edit implements engine.Backend: it changes t's values in place.
 func (b *Backend) Edit(t *engine.Tensor, e engine.Edit) {
-	if err := e.Check(t); err != nil {
-		panic(fmt.Sprintf("cpu: Edit of %v: %v", t, err))
-	}
+	must(engine.CheckEdit(t, e))
 	data := t.Host()
 	var src []float32
 	if e.Source != nil {

@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
 	"slices"
 
@@ -13,10 +12,8 @@ import (
 // The mean and variance are computed in float64 in two passes.
 func (b *Backend) LayerNorm(x, gamma, beta *engine.Tensor, eps float32) *engine.Tensor {
 	xd, gd, bd := host("LayerNorm", x), host("LayerNorm", gamma), host("LayerNorm", beta)
+	must(engine.CheckLayerNorm(x, gamma, beta))
 	rows, d := engine.SplitLast(x.Shape())
-	if gamma.Len() != d || beta.Len() != d {
-		panic(fmt.Sprintf("cpu: LayerNorm: x %v, gamma %v, beta %v", x, gamma, beta))
-	}
 	out := output(x.Shape()...)
 	od := out.Host()
 	b.parallel(rows, 4*d, func(lo, hi int) {
@@ -48,6 +45,7 @@ func normalizeRow(o, row, gamma, beta []float32, eps float32, mean float64) {
 // shaped as x with the last dimension 1.
 func (b *Backend) LayerNormScale(x *engine.Tensor, eps float32) *engine.Tensor {
 	xd := host("LayerNormScale", x)
+	must(engine.CheckLayerNormScale(x))
 	rows, d := engine.SplitLast(x.Shape())
 	out := output(engine.WithLast(x.Shape(), 1)...)
 	od := out.Host()
@@ -126,6 +124,7 @@ const geluTanhC = 0.7978845608028654
 // or, for GELUTanh with KernelsAVX2, in float32 SIMD (see geluTanh in
 // simdKernels) within a few float32 ulps of it.
 func (b *Backend) GELU(x *engine.Tensor, kind engine.Activation) *engine.Tensor {
+	must(engine.CheckGELU(kind))
 	f, cost := b.gelu(kind)
 	out := output(x.Shape()...)
 	b.mapRanges(out.Host(), host("GELU", x), cost, f)
@@ -133,23 +132,21 @@ func (b *Backend) GELU(x *engine.Tensor, kind engine.Activation) *engine.Tensor 
 }
 
 // gelu returns the function that writes GELU(src) to dst (dst may be
-// src), and its approximate cost per element in multiply-adds. Each value
-// gets the same arithmetic however the values are split into ranges.
+// src), and its approximate cost per element in multiply-adds, for a kind
+// that engine.CheckGELU accepted: GELUErf, else GELUTanh. Each value gets
+// the same arithmetic however the values are split into ranges.
 func (b *Backend) gelu(kind engine.Activation) (f func(dst, src []float32), cost int) {
-	if kind == engine.GELUTanh && b.simd != nil && b.simd.geluTanh != nil {
-		return simdRange(b.simd.geluTanh), 4
-	}
-	switch kind {
-	case engine.GELUTanh:
-		return float64Range(func(v float64) float64 {
-			return 0.5 * v * (1 + math.Tanh(geluTanhC*(v+0.044715*v*v*v)))
-		}), 16
-	case engine.GELUErf:
+	if kind == engine.GELUErf {
 		return float64Range(func(v float64) float64 {
 			return 0.5 * v * (1 + math.Erf(v/math.Sqrt2))
 		}), 16
 	}
-	panic(fmt.Sprintf("cpu: GELU: unknown activation %d", kind))
+	if b.simd != nil && b.simd.geluTanh != nil {
+		return simdRange(b.simd.geluTanh), 4
+	}
+	return float64Range(func(v float64) float64 {
+		return 0.5 * v * (1 + math.Tanh(geluTanhC*(v+0.044715*v*v*v)))
+	}), 16
 }
 
 // Tanh applies tanh elementwise.
@@ -201,11 +198,8 @@ func simdRange(f func(dst, src *float32, n int)) func(dst, src []float32) {
 // over a's leading dimensions.
 func (b *Backend) Add(x, y *engine.Tensor) *engine.Tensor {
 	xd, yd := host("Add", x), host("Add", y)
-	xs, ys := x.Shape(), y.Shape()
-	if len(ys) > len(xs) || !slices.Equal(xs[len(xs)-len(ys):], ys) {
-		panic(fmt.Sprintf("cpu: Add: %v is not a suffix of %v", engine.ShapeString(ys), engine.ShapeString(xs)))
-	}
-	out := output(xs...)
+	must(engine.CheckAdd(x, y))
+	out := output(x.Shape()...)
 	od := out.Host()
 	n := len(yd)
 	if n == 0 {
@@ -295,13 +289,9 @@ func softmaxRow(o, x []float32, e []float64, s *simdKernels) {
 // removes it. Sums are taken in float64 in index order.
 func (b *Backend) SumAxis(x *engine.Tensor, axis int) *engine.Tensor {
 	xd := host("SumAxis", x)
+	axis, err := engine.CheckSumAxis(x, axis)
+	must(err)
 	shape := x.Shape()
-	if axis < 0 {
-		axis += len(shape)
-	}
-	if axis < 0 || axis >= len(shape) {
-		panic(fmt.Sprintf("cpu: SumAxis: axis %d of %v", axis, x))
-	}
 	outer := engine.NumElements(shape[:axis])
 	n := shape[axis]
 	inner := engine.NumElements(shape[axis+1:])

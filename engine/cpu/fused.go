@@ -1,11 +1,6 @@
 package cpu
 
-import (
-	"fmt"
-	"slices"
-
-	"github.com/modelforensics/fx/engine"
-)
+import "github.com/modelforensics/fx/engine"
 
 // AddLayerNorm returns sum = x + delta and normed = LayerNorm(sum), in one
 // pass less over each row than Add then LayerNorm: the mean's sums are
@@ -16,10 +11,8 @@ import (
 func (b *Backend) AddLayerNorm(x, delta, gamma, beta *engine.Tensor, eps float32) (sum, normed *engine.Tensor) {
 	xd, dd := host("AddLayerNorm", x), host("AddLayerNorm", delta)
 	gd, bd := host("AddLayerNorm", gamma), host("AddLayerNorm", beta)
+	must(engine.CheckAddLayerNorm(x, delta, gamma, beta))
 	rows, d := engine.SplitLast(x.Shape())
-	if x.Rank() == 0 || !slices.Equal(x.Shape(), delta.Shape()) || gamma.Len() != d || beta.Len() != d {
-		panic(fmt.Sprintf("cpu: AddLayerNorm: x %v, delta %v, gamma %v, beta %v", x, delta, gamma, beta))
-	}
 	sum, normed = output(x.Shape()...), output(x.Shape()...)
 	sd, nd := sum.Host(), normed.Host()
 	b.parallel(rows, 4*d, func(lo, hi int) {
@@ -61,8 +54,11 @@ func addRowMean(s, a, c []float32) float64 {
 // its values, with no second tensor. The bits are those of MatMul then
 // GELU (GELU's arithmetic does not depend on how the values are split).
 func (b *Backend) MatMulGELU(x, w, bias *engine.Tensor, transW bool, kind engine.Activation) *engine.Tensor {
+	xd, wd, bd := hostMatMul("MatMulGELU", x, w, bias)
+	m, n, k, err := engine.CheckMatMulGELU(x, w, bias, transW, kind)
+	must(err)
 	f, cost := b.gelu(kind)
-	out := b.MatMul(x, w, bias, transW)
+	out := b.matmul(xd, wd, bd, x.Shape(), m, n, k, transW)
 	od := out.Host()
 	b.mapRanges(od, od, cost, f)
 	return out

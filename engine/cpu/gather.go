@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"slices"
 
 	"github.com/modelforensics/fx/engine"
@@ -10,16 +9,11 @@ import (
 // Embedding gathers rows of table [V, D] for ids and returns [len(ids), D].
 func (b *Backend) Embedding(table *engine.Tensor, ids []int32) *engine.Tensor {
 	td := host("Embedding", table)
-	if table.Rank() != 2 {
-		panic(fmt.Sprintf("cpu: Embedding: table %v is not [V, D]", table))
-	}
-	v, d := table.Dim(0), table.Dim(1)
+	must(engine.CheckEmbedding(table, ids))
+	d := table.Dim(1)
 	out := output(len(ids), d)
 	od := out.Host()
 	for i, id := range ids {
-		if id < 0 || int(id) >= v {
-			panic(fmt.Sprintf("cpu: Embedding: id %d of %d rows", id, v))
-		}
 		copy(od[i*d:(i+1)*d], td[int(id)*d:int(id+1)*d])
 	}
 	return out
@@ -29,13 +23,11 @@ func (b *Backend) Embedding(table *engine.Tensor, ids []int32) *engine.Tensor {
 // [len(idx), D].
 func (b *Backend) Rows(x *engine.Tensor, idx []int) *engine.Tensor {
 	xd := host("Rows", x)
-	r, d := engine.SplitLast(x.Shape())
+	must(engine.CheckRows(x, idx))
+	_, d := engine.SplitLast(x.Shape())
 	out := output(len(idx), d)
 	od := out.Host()
 	for i, j := range idx {
-		if j < 0 || j >= r {
-			panic(fmt.Sprintf("cpu: Rows: row %d of %d", j, r))
-		}
 		copy(od[i*d:(i+1)*d], xd[j*d:(j+1)*d])
 	}
 	return out
@@ -44,10 +36,8 @@ func (b *Backend) Rows(x *engine.Tensor, idx []int) *engine.Tensor {
 // SliceLast returns the columns [from, to) of the last dimension.
 func (b *Backend) SliceLast(x *engine.Tensor, from, to int) *engine.Tensor {
 	xd := host("SliceLast", x)
+	must(engine.CheckSliceLast(x, from, to))
 	r, d := engine.SplitLast(x.Shape())
-	if x.Rank() == 0 || from < 0 || to < from || to > d {
-		panic(fmt.Sprintf("cpu: SliceLast: [%d, %d) of %v", from, to, x))
-	}
 	w := to - from
 	out := output(engine.WithLast(x.Shape(), w)...)
 	od := out.Host()
@@ -60,10 +50,8 @@ func (b *Backend) SliceLast(x *engine.Tensor, from, to int) *engine.Tensor {
 // Concat joins a [B, Ta, ...] and c [B, Tb, ...] along dimension 1.
 func (b *Backend) Concat(a, c *engine.Tensor) *engine.Tensor {
 	ad, cd := host("Concat", a), host("Concat", c)
+	must(engine.CheckConcat(a, c))
 	as, cs := a.Shape(), c.Shape()
-	if len(as) < 2 || len(as) != len(cs) || as[0] != cs[0] || !slices.Equal(as[2:], cs[2:]) {
-		panic(fmt.Sprintf("cpu: Concat: %v and %v", a, c))
-	}
 	inner := engine.NumElements(as[2:])
 	na, nc := as[1]*inner, cs[1]*inner
 	shape := slices.Clone(as)

@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
 	"slices"
 
@@ -38,23 +37,13 @@ import (
 
 var _ engine.GradBackend = (*Backend)(nil)
 
-// sameShape panics unless a and b have the same shape.
-func sameShape(op string, a, b *engine.Tensor, an, bn string) {
-	if !slices.Equal(a.Shape(), b.Shape()) {
-		panic(fmt.Sprintf("cpu: %s: %s %v and %s %v differ in shape", op, an, a, bn, b))
-	}
-}
-
 // LayerNormBackward returns dx for y = LayerNorm(x, gamma, beta, eps) over
 // the last dimension, given dy: with x̂ = (x-mean)·rstd and g = dy·gamma,
 // dx = rstd·(g - mean(g) - x̂·mean(g·x̂)), in float64.
 func (b *Backend) LayerNormBackward(x, gamma, dy *engine.Tensor, eps float32) *engine.Tensor {
 	xd, gd, dyd := host("LayerNormBackward", x), host("LayerNormBackward", gamma), host("LayerNormBackward", dy)
+	must(engine.CheckLayerNormBackward(x, gamma, dy))
 	rows, d := engine.SplitLast(x.Shape())
-	if gamma.Len() != d {
-		panic(fmt.Sprintf("cpu: LayerNormBackward: x %v, gamma %v", x, gamma))
-	}
-	sameShape("LayerNormBackward", x, dy, "x", "dy")
 	out := output(x.Shape()...)
 	od := out.Host()
 	if d == 0 {
@@ -88,39 +77,38 @@ func (b *Backend) LayerNormBackward(x, gamma, dy *engine.Tensor, eps float32) *e
 
 // GELUBackward returns dx = dy·GELU'(x), computed in float64.
 func (b *Backend) GELUBackward(x, dy *engine.Tensor, kind engine.Activation) *engine.Tensor {
-	switch kind {
-	case engine.GELUTanh:
-		const a = 0.044715
-		return b.gradBinary("GELUBackward", x, dy, "x", 24, func(v, g float64) float64 {
-			v2 := float64(v * v)
-			t := math.Tanh(geluTanhC * (v + float64(a*float64(v2*v))))
-			sech2 := 1 - float64(t*t)
-			du := geluTanhC * (1 + float64(3*a*v2))
-			return g * (float64(0.5*(1+t)) + float64(0.5*v*sech2*du))
-		})
-	case engine.GELUErf:
+	xd, dyd := host("GELUBackward", x), host("GELUBackward", dy)
+	must(engine.CheckGELUBackward(x, dy, kind))
+	if kind == engine.GELUErf {
 		const invSqrt2Pi = 0.3989422804014327 // 1/√(2π)
-		return b.gradBinary("GELUBackward", x, dy, "x", 24, func(v, g float64) float64 {
+		return b.gradBinary(xd, dyd, x.Shape(), 24, func(v, g float64) float64 {
 			return g * (float64(0.5*(1+math.Erf(v/math.Sqrt2))) + float64(v*invSqrt2Pi*math.Exp(-0.5*v*v)))
 		})
 	}
-	panic(fmt.Sprintf("cpu: GELUBackward: unknown activation %d", kind))
+	const a = 0.044715 // GELUTanh
+	return b.gradBinary(xd, dyd, x.Shape(), 24, func(v, g float64) float64 {
+		v2 := float64(v * v)
+		t := math.Tanh(geluTanhC * (v + float64(a*float64(v2*v))))
+		sech2 := 1 - float64(t*t)
+		du := geluTanhC * (1 + float64(3*a*v2))
+		return g * (float64(0.5*(1+t)) + float64(0.5*v*sech2*du))
+	})
 }
 
 // TanhBackward returns dx = dy·(1-y²) for y = tanh(x), in float64.
 func (b *Backend) TanhBackward(y, dy *engine.Tensor) *engine.Tensor {
-	return b.gradBinary("TanhBackward", y, dy, "y", 4, func(v, g float64) float64 {
+	yd, dyd := host("TanhBackward", y), host("TanhBackward", dy)
+	must(engine.CheckTanhBackward(y, dy))
+	return b.gradBinary(yd, dyd, y.Shape(), 4, func(v, g float64) float64 {
 		return g * (1 - float64(v*v))
 	})
 }
 
-// gradBinary returns f(a, dy) elementwise, computed in float64, for a and dy
-// of the same shape; an names a in messages and cost is f's approximate cost
-// per element.
-func (b *Backend) gradBinary(op string, a, dy *engine.Tensor, an string, cost int, f func(v, g float64) float64) *engine.Tensor {
-	ad, dyd := host(op, a), host(op, dy)
-	sameShape(op, a, dy, an, "dy")
-	out := output(a.Shape()...)
+// gradBinary returns f(a, dy) elementwise, computed in float64, as a tensor
+// of shape, for the values ad and dyd of two tensors of that shape; cost is
+// f's approximate cost per element.
+func (b *Backend) gradBinary(ad, dyd []float32, shape []int, cost int, f func(v, g float64) float64) *engine.Tensor {
+	out := output(shape...)
 	od := out.Host()
 	b.parallel(len(ad), cost, func(lo, hi int) {
 		g := dyd[lo:hi]
@@ -135,7 +123,7 @@ func (b *Backend) gradBinary(op string, a, dy *engine.Tensor, an string, cost in
 // y = Softmax(x), given y and dy. Where y is 0, dx is +0 and dy is not read.
 func (b *Backend) SoftmaxBackward(y, dy *engine.Tensor) *engine.Tensor {
 	yd, dyd := host("SoftmaxBackward", y), host("SoftmaxBackward", dy)
-	sameShape("SoftmaxBackward", y, dy, "y", "dy")
+	must(engine.CheckSoftmaxBackward(y, dy))
 	rows, d := engine.SplitLast(y.Shape())
 	out := output(y.Shape()...)
 	od := out.Host()
@@ -167,14 +155,9 @@ func (b *Backend) SoftmaxBackward(y, dy *engine.Tensor) *engine.Tensor {
 // never contribute, even if their values are not finite.
 func (b *Backend) AttnScoresBackward(dscores, q, k *engine.Tensor, scale float32) (dq, dk *engine.Tensor) {
 	sd, qd, kd := host("AttnScoresBackward", dscores), host("AttnScoresBackward", q), host("AttnScoresBackward", k)
-	if q.Rank() != 4 || k.Rank() != 4 || q.Dim(0) != k.Dim(0) || q.Dim(2) != k.Dim(2) || q.Dim(3) != k.Dim(3) {
-		panic(fmt.Sprintf("cpu: AttnScoresBackward: q %v, k %v", q, k))
-	}
-	nb, tq, h, dh := q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3)
-	tk := k.Dim(1)
-	if want := []int{nb, h, tq, tk}; !slices.Equal(dscores.Shape(), want) {
-		panic(fmt.Sprintf("cpu: AttnScoresBackward: dscores %v for q %v and k %v, want %v", dscores, q, k, engine.ShapeString(want)))
-	}
+	dims, err := engine.CheckAttnScoresBackward(dscores, q, k)
+	must(err)
+	nb, tq, tk, h, dh := dims.B, dims.Tq, dims.Tk, dims.H, dims.Dh
 	dq, dk = output(q.Shape()...), output(k.Shape()...)
 	dqd, dkd := dq.Host(), dk.Host()
 	nq, nk := nb*h*tq, nb*h*tk
@@ -239,15 +222,9 @@ func weightedRows(o, w []float32, rows []int, src []float32, dh int) {
 // that are exactly zero, as AttnMix does.
 func (b *Backend) AttnMixBackward(dz, pattern, v *engine.Tensor) (dpattern, dv *engine.Tensor) {
 	zd, pd, vd := host("AttnMixBackward", dz), host("AttnMixBackward", pattern), host("AttnMixBackward", v)
-	if pattern.Rank() != 4 || v.Rank() != 4 || pattern.Dim(0) != v.Dim(0) ||
-		pattern.Dim(1) != v.Dim(2) || pattern.Dim(3) != v.Dim(1) {
-		panic(fmt.Sprintf("cpu: AttnMixBackward: pattern %v, v %v", pattern, v))
-	}
-	nb, h, tq, tk := pattern.Dim(0), pattern.Dim(1), pattern.Dim(2), pattern.Dim(3)
-	dh := v.Dim(3)
-	if want := []int{nb, tq, h, dh}; !slices.Equal(dz.Shape(), want) {
-		panic(fmt.Sprintf("cpu: AttnMixBackward: dz %v for pattern %v and v %v, want %v", dz, pattern, v, engine.ShapeString(want)))
-	}
+	dims, err := engine.CheckAttnMixBackward(dz, pattern, v)
+	must(err)
+	nb, tq, tk, h, dh := dims.B, dims.Tq, dims.Tk, dims.H, dims.Dh
 	dpattern, dv = output(pattern.Shape()...), output(v.Shape()...)
 	dpd, dvd := dpattern.Host(), dv.Host()
 	nq, nk := nb*h*tq, nb*h*tk
@@ -288,33 +265,22 @@ func (b *Backend) AttnMixBackward(dz, pattern, v *engine.Tensor) (dpattern, dv *
 // dimension. It panics when given no parts, since the result's leading
 // dimensions would be unknown.
 func (b *Backend) ConcatLast(parts ...*engine.Tensor) *engine.Tensor {
-	if len(parts) == 0 {
-		panic("cpu: ConcatLast: no parts")
-	}
 	data := make([][]float32, len(parts))
 	for i, p := range parts {
 		data[i] = host("ConcatLast", p)
 	}
+	shape, err := engine.CheckConcatLast(parts...)
+	must(err)
 	widths := make([]int, len(parts))
-	lead := parts[0].Shape()
-	if len(lead) > 0 {
-		lead = lead[:len(lead)-1]
-	}
-	total := 0
 	for i, p := range parts {
-		s := p.Shape()
-		if len(s) == 0 || !slices.Equal(s[:len(s)-1], lead) {
-			panic(fmt.Sprintf("cpu: ConcatLast: part %d %v does not match part 0 %v in its leading dimensions", i, p, parts[0]))
-		}
-		widths[i] = s[len(s)-1]
-		total += widths[i]
+		widths[i] = p.Dim(-1)
 	}
-	out := output(append(slices.Clone(lead), total)...)
+	out := output(shape...)
 	od := out.Host()
+	rows, total := engine.SplitLast(shape)
 	if total == 0 {
 		return out
 	}
-	rows := engine.NumElements(lead)
 	b.parallel(rows, total, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			o := od[r*total : (r+1)*total]
@@ -332,23 +298,12 @@ func (b *Backend) ConcatLast(parts ...*engine.Tensor) *engine.Tensor {
 // indices accumulate in float64 in the order of idx.
 func (b *Backend) ScatterRows(x *engine.Tensor, idx []int, rows int) *engine.Tensor {
 	xd := host("ScatterRows", x)
-	if x.Rank() == 0 {
-		panic(fmt.Sprintf("cpu: ScatterRows: x %v has no rows", x))
-	}
-	n, d := engine.SplitLast(x.Shape())
-	if n != len(idx) {
-		panic(fmt.Sprintf("cpu: ScatterRows: x %v has %d rows for %d indices", x, n, len(idx)))
-	}
-	if rows < 0 {
-		panic(fmt.Sprintf("cpu: ScatterRows: %d rows", rows))
-	}
+	must(engine.CheckScatterRows(x, idx, rows))
+	_, d := engine.SplitLast(x.Shape())
 	// Contributions to each output row, in the order of idx (a stable
 	// counting sort): src[start[r]:start[r+1]] are the rows of x added to r.
 	start := make([]int, rows+1)
 	for _, r := range idx {
-		if r < 0 || r >= rows {
-			panic(fmt.Sprintf("cpu: ScatterRows: row %d of %d", r, rows))
-		}
 		start[r+1]++
 	}
 	for r := range rows {

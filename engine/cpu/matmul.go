@@ -1,38 +1,30 @@
 package cpu
 
-import (
-	"fmt"
-
-	"github.com/modelforensics/fx/engine"
-)
+import "github.com/modelforensics/fx/engine"
 
 // MatMul returns x·w + bias for x [..., K] and w [K, N], or w [N, K] with
 // transW. bias is [N] or nil. The result is [..., N].
 func (b *Backend) MatMul(x, w, bias *engine.Tensor, transW bool) *engine.Tensor {
-	xd, wd := host("MatMul", x), host("MatMul", w)
-	if x.Rank() < 1 || w.Rank() != 2 {
-		panic(fmt.Sprintf("cpu: MatMul: x %v, w %v", x, w))
-	}
-	m, k := engine.SplitLast(x.Shape())
-	n := w.Dim(1)
-	if transW {
-		n = w.Dim(0)
-	}
-	wk := w.Dim(0)
-	if transW {
-		wk = w.Dim(1)
-	}
-	if wk != k {
-		panic(fmt.Sprintf("cpu: MatMul: x %v, w %v (transW %v): inner dimensions differ", x, w, transW))
-	}
-	var bd []float32
+	xd, wd, bd := hostMatMul("MatMul", x, w, bias)
+	m, n, k, err := engine.CheckMatMul(x, w, bias, transW)
+	must(err)
+	return b.matmul(xd, wd, bd, x.Shape(), m, n, k, transW)
+}
+
+// hostMatMul returns the values of a matmul's operands (nil for a nil
+// bias), for op.
+func hostMatMul(op string, x, w, bias *engine.Tensor) (xd, wd, bd []float32) {
+	xd, wd = host(op, x), host(op, w)
 	if bias != nil {
-		bd = host("MatMul", bias)
-		if bias.Rank() != 1 || bias.Len() != n {
-			panic(fmt.Sprintf("cpu: MatMul: bias %v for %d outputs", bias, n))
-		}
+		bd = host(op, bias)
 	}
-	out := output(engine.WithLast(x.Shape(), n)...)
+	return xd, wd, bd
+}
+
+// matmul returns x·w + bias, of x's shape with the last dimension n, for
+// operands that engine.CheckMatMul accepted with m, n and k.
+func (b *Backend) matmul(xd, wd, bd []float32, xShape []int, m, n, k int, transW bool) *engine.Tensor {
+	out := output(engine.WithLast(xShape, n)...)
 	ldw := n
 	if transW {
 		ldw = k
@@ -57,18 +49,10 @@ func (b *Backend) MatMul(x, w, bias *engine.Tensor, transW bool) *engine.Tensor 
 // [B, T, H, Dh] and w [H·Dh, D], or w [D, H·Dh] with transW.
 func (b *Backend) HeadResult(z, w *engine.Tensor, transW bool) *engine.Tensor {
 	zd, wd := host("HeadResult", z), host("HeadResult", w)
-	if z.Rank() != 4 || w.Rank() != 2 {
-		panic(fmt.Sprintf("cpu: HeadResult: z %v, w %v", z, w))
-	}
+	d, err := engine.CheckHeadResult(z, w, transW)
+	must(err)
 	bt := z.Dim(0) * z.Dim(1)
 	h, dh := z.Dim(2), z.Dim(3)
-	d, hd := w.Dim(1), w.Dim(0)
-	if transW {
-		d, hd = hd, d
-	}
-	if hd != h*dh {
-		panic(fmt.Sprintf("cpu: HeadResult: z %v, w %v (transW %v): w has %d rows of heads, want %d", z, w, transW, hd, h*dh))
-	}
 	out := output(z.Dim(0), z.Dim(1), h, d)
 	od := out.Host()
 	if out.Len() == 0 {

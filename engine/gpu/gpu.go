@@ -216,6 +216,14 @@ func ptr(op string, t *engine.Tensor) cuda.DevicePtr {
 	return buf.ptr
 }
 
+// must panics with err, behind the backend's prefix, unless it is nil: an
+// engine.Check function's report of operands that an op cannot take.
+func must(err error) {
+	if err != nil {
+		panic("gpu: " + err.Error())
+	}
+}
+
 // fail keeps the first error met; b.mu is held.
 func (b *Backend) fail(op string, err error) {
 	if b.err == nil {

@@ -1,28 +1,16 @@
 package gpu
 
 import (
-	"fmt"
 	"runtime"
-	"slices"
 
 	"github.com/modelforensics/fx/cuda"
 	"github.com/modelforensics/fx/engine"
 )
 
-// sameShape panics unless a and c have the same shape.
-func sameShape(op string, a, c *engine.Tensor, an, cn string) {
-	if !slices.Equal(a.Shape(), c.Shape()) {
-		panic(fmt.Sprintf("gpu: %s: %s %v and %s %v differ in shape", op, an, a, cn, c))
-	}
-}
-
 // LayerNormBackward implements engine.GradBackend.
 func (b *Backend) LayerNormBackward(x, gamma, dy *engine.Tensor, eps float32) *engine.Tensor {
+	must(engine.CheckLayerNormBackward(x, gamma, dy))
 	rows, d := engine.SplitLast(x.Shape())
-	if gamma.Len() != d {
-		panic(fmt.Sprintf("gpu: LayerNormBackward: x %v, gamma %v", x, gamma))
-	}
-	sameShape("LayerNormBackward", x, dy, "x", "dy")
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.alloc("LayerNormBackward", x.Shape()...)
@@ -38,24 +26,22 @@ func (b *Backend) LayerNormBackward(x, gamma, dy *engine.Tensor, eps float32) *e
 
 // GELUBackward implements engine.GradBackend.
 func (b *Backend) GELUBackward(x, dy *engine.Tensor, kind engine.Activation) *engine.Tensor {
-	switch kind {
-	case engine.GELUTanh:
-		return b.binary("GELUBackward", b.k.geluTanhBackward, x, dy)
-	case engine.GELUErf:
+	must(engine.CheckGELUBackward(x, dy, kind))
+	if kind == engine.GELUErf {
 		return b.binary("GELUBackward", b.k.geluErfBackward, x, dy)
 	}
-	panic(fmt.Sprintf("gpu: GELUBackward: unknown activation %d", kind))
+	return b.binary("GELUBackward", b.k.geluTanhBackward, x, dy)
 }
 
 // TanhBackward implements engine.GradBackend.
 func (b *Backend) TanhBackward(y, dy *engine.Tensor) *engine.Tensor {
+	must(engine.CheckTanhBackward(y, dy))
 	return b.binary("TanhBackward", b.k.tanhBackward, y, dy)
 }
 
-// binary runs an elementwise kernel f(out, a, dy, n) of two tensors of one
-// shape.
+// binary runs an elementwise kernel f(out, x, dy, n) of two tensors that
+// the op's check found of one shape.
 func (b *Backend) binary(op string, f cuda.Function, x, dy *engine.Tensor) *engine.Tensor {
-	sameShape(op, x, dy, "x", "dy")
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.alloc(op, x.Shape()...)
@@ -71,7 +57,7 @@ func (b *Backend) binary(op string, f cuda.Function, x, dy *engine.Tensor) *engi
 
 // SoftmaxBackward implements engine.GradBackend.
 func (b *Backend) SoftmaxBackward(y, dy *engine.Tensor) *engine.Tensor {
-	sameShape("SoftmaxBackward", y, dy, "y", "dy")
+	must(engine.CheckSoftmaxBackward(y, dy))
 	rows, d := engine.SplitLast(y.Shape())
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -87,10 +73,9 @@ func (b *Backend) SoftmaxBackward(y, dy *engine.Tensor) *engine.Tensor {
 
 // AttnScoresBackward implements engine.GradBackend.
 func (b *Backend) AttnScoresBackward(dscores, q, k *engine.Tensor, scale float32) (dq, dk *engine.Tensor) {
-	nb, tq, tk, h, dh := attnDims("AttnScoresBackward", q, k, engine.AttnMask{})
-	if want := []int{nb, h, tq, tk}; !slices.Equal(dscores.Shape(), want) {
-		panic(fmt.Sprintf("gpu: AttnScoresBackward: dscores %v for q %v and k %v, want %v", dscores, q, k, engine.ShapeString(want)))
-	}
+	dims, err := engine.CheckAttnScoresBackward(dscores, q, k)
+	must(err)
+	nb, tq, tk, h, dh := dims.B, dims.Tq, dims.Tk, dims.H, dims.Dh
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	dq, dk = b.alloc("AttnScoresBackward", q.Shape()...), b.alloc("AttnScoresBackward", k.Shape()...)
@@ -112,15 +97,9 @@ func (b *Backend) AttnScoresBackward(dscores, q, k *engine.Tensor, scale float32
 
 // AttnMixBackward implements engine.GradBackend.
 func (b *Backend) AttnMixBackward(dz, pattern, v *engine.Tensor) (dpattern, dv *engine.Tensor) {
-	if pattern.Rank() != 4 || v.Rank() != 4 || pattern.Dim(0) != v.Dim(0) ||
-		pattern.Dim(1) != v.Dim(2) || pattern.Dim(3) != v.Dim(1) {
-		panic(fmt.Sprintf("gpu: AttnMixBackward: pattern %v, v %v", pattern, v))
-	}
-	nb, h, tq, tk := pattern.Dim(0), pattern.Dim(1), pattern.Dim(2), pattern.Dim(3)
-	dh := v.Dim(3)
-	if want := []int{nb, tq, h, dh}; !slices.Equal(dz.Shape(), want) {
-		panic(fmt.Sprintf("gpu: AttnMixBackward: dz %v for pattern %v and v %v, want %v", dz, pattern, v, engine.ShapeString(want)))
-	}
+	dims, err := engine.CheckAttnMixBackward(dz, pattern, v)
+	must(err)
+	nb, tq, tk, h, dh := dims.B, dims.Tq, dims.Tk, dims.H, dims.Dh
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	dpattern, dv = b.alloc("AttnMixBackward", pattern.Shape()...), b.alloc("AttnMixBackward", v.Shape()...)
@@ -147,25 +126,12 @@ func (b *Backend) AttnMixBackward(dz, pattern, v *engine.Tensor) (dpattern, dv *
 
 // ConcatLast implements engine.GradBackend.
 func (b *Backend) ConcatLast(parts ...*engine.Tensor) *engine.Tensor {
-	if len(parts) == 0 {
-		panic("gpu: ConcatLast: no parts")
-	}
-	lead := parts[0].Shape()
-	if len(lead) > 0 {
-		lead = lead[:len(lead)-1]
-	}
-	total := 0
-	for i, p := range parts {
-		s := p.Shape()
-		if len(s) == 0 || !slices.Equal(s[:len(s)-1], lead) {
-			panic(fmt.Sprintf("gpu: ConcatLast: part %d %v does not match part 0 %v in its leading dimensions", i, p, parts[0]))
-		}
-		total += s[len(s)-1]
-	}
-	rows := engine.NumElements(lead)
+	shape, err := engine.CheckConcatLast(parts...)
+	must(err)
+	rows, total := engine.SplitLast(shape)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := b.alloc("ConcatLast", append(slices.Clone(lead), total)...)
+	out := b.alloc("ConcatLast", shape...)
 	off := 0
 	for _, p := range parts {
 		w := p.Dim(-1)
@@ -178,23 +144,9 @@ func (b *Backend) ConcatLast(parts ...*engine.Tensor) *engine.Tensor {
 // ScatterRows implements engine.GradBackend. Repeated indices accumulate
 // in float32 in the order of idx.
 func (b *Backend) ScatterRows(x *engine.Tensor, idx []int, rows int) *engine.Tensor {
-	if x.Rank() == 0 {
-		panic(fmt.Sprintf("gpu: ScatterRows: x %v has no rows", x))
-	}
+	must(engine.CheckScatterRows(x, idx, rows))
 	n, d := engine.SplitLast(x.Shape())
-	if n != len(idx) {
-		panic(fmt.Sprintf("gpu: ScatterRows: x %v has %d rows for %d indices", x, n, len(idx)))
-	}
-	if rows < 0 {
-		panic(fmt.Sprintf("gpu: ScatterRows: %d rows", rows))
-	}
-	ids := make([]int32, len(idx))
-	for i, j := range idx {
-		if j < 0 || j >= rows {
-			panic(fmt.Sprintf("gpu: ScatterRows: row %d of %d", j, rows))
-		}
-		ids[i] = int32(j)
-	}
+	ids := int32s(idx)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.alloc("ScatterRows", rows, d)

@@ -147,7 +147,9 @@ func splitK(k, want, g, kmin, maxSplits int) (kchunk, splits int) {
 // asks (BF16: matmulBF16, matmul_bf16.go); split-K partial sums go to a workspace the backend keeps
 // (matmulWorkspace) and are added, in order, by fx_matmul_splitk_reduce.
 func (b *Backend) MatMul(x, w, bias *engine.Tensor, transW bool) *engine.Tensor {
-	return b.matmul(x, w, bias, transW, actNone)
+	m, n, k, err := engine.CheckMatMul(x, w, bias, transW)
+	must(err)
+	return b.matmul(x, w, bias, transW, actNone, m, n, k)
 }
 
 // The activations of a matmul's epilogue, as matmul.cu's act argument
@@ -166,31 +168,18 @@ const (
 // The BF16 products and K = 0 run MatMul's launches, then the GELU kernel
 // in place.
 func (b *Backend) MatMulGELU(x, w, bias *engine.Tensor, transW bool, kind engine.Activation) *engine.Tensor {
-	switch kind {
-	case engine.GELUTanh:
-		return b.matmul(x, w, bias, transW, actGELUTanh)
-	case engine.GELUErf:
-		return b.matmul(x, w, bias, transW, actGELUErf)
+	m, n, k, err := engine.CheckMatMulGELU(x, w, bias, transW, kind)
+	must(err)
+	act := actGELUTanh
+	if kind == engine.GELUErf {
+		act = actGELUErf
 	}
-	panic(fmt.Sprintf("gpu: MatMulGELU: unknown activation %d", kind))
+	return b.matmul(x, w, bias, transW, act, m, n, k)
 }
 
-// matmul is MatMul with the epilogue's activation act.
-func (b *Backend) matmul(x, w, bias *engine.Tensor, transW bool, act int) *engine.Tensor {
-	if x.Rank() < 1 || w.Rank() != 2 {
-		panic(fmt.Sprintf("gpu: MatMul: x %v, w %v", x, w))
-	}
-	m, k := engine.SplitLast(x.Shape())
-	n, wk := w.Dim(1), w.Dim(0)
-	if transW {
-		n, wk = wk, n
-	}
-	if wk != k {
-		panic(fmt.Sprintf("gpu: MatMul: x %v, w %v (transW %v): inner dimensions differ", x, w, transW))
-	}
-	if bias != nil && (bias.Rank() != 1 || bias.Len() != n) {
-		panic(fmt.Sprintf("gpu: MatMul: bias %v for %d outputs", bias, n))
-	}
+// matmul is MatMul with the epilogue's activation act, for operands that
+// engine.CheckMatMul accepted with m, n and k.
+func (b *Backend) matmul(x, w, bias *engine.Tensor, transW bool, act, m, n, k int) *engine.Tensor {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.alloc("MatMul", engine.WithLast(x.Shape(), n)...)

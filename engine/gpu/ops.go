@@ -11,10 +11,8 @@ import (
 
 // LayerNorm implements engine.Backend.
 func (b *Backend) LayerNorm(x, gamma, beta *engine.Tensor, eps float32) *engine.Tensor {
+	must(engine.CheckLayerNorm(x, gamma, beta))
 	rows, d := engine.SplitLast(x.Shape())
-	if x.Rank() == 0 || gamma.Len() != d || beta.Len() != d {
-		panic(fmt.Sprintf("gpu: LayerNorm: x %v, gamma %v, beta %v", x, gamma, beta))
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.alloc("LayerNorm", x.Shape()...)
@@ -32,10 +30,8 @@ func (b *Backend) LayerNorm(x, gamma, beta *engine.Tensor, eps float32) *engine.
 // fx_add_layernorm: each row is added, then normalised as fx_layernorm
 // does, so the bits are those of Add then LayerNorm.
 func (b *Backend) AddLayerNorm(x, delta, gamma, beta *engine.Tensor, eps float32) (sum, normed *engine.Tensor) {
+	must(engine.CheckAddLayerNorm(x, delta, gamma, beta))
 	rows, d := engine.SplitLast(x.Shape())
-	if x.Rank() == 0 || !slices.Equal(x.Shape(), delta.Shape()) || gamma.Len() != d || beta.Len() != d {
-		panic(fmt.Sprintf("gpu: AddLayerNorm: x %v, delta %v, gamma %v, beta %v", x, delta, gamma, beta))
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	sum, normed = b.alloc("AddLayerNorm", x.Shape()...), b.alloc("AddLayerNorm", x.Shape()...)
@@ -52,9 +48,7 @@ func (b *Backend) AddLayerNorm(x, delta, gamma, beta *engine.Tensor, eps float32
 
 // LayerNormScale implements engine.Backend.
 func (b *Backend) LayerNormScale(x *engine.Tensor, eps float32) *engine.Tensor {
-	if x.Rank() == 0 {
-		panic(fmt.Sprintf("gpu: LayerNormScale: x %v", x))
-	}
+	must(engine.CheckLayerNormScale(x))
 	rows, d := engine.SplitLast(x.Shape())
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -70,13 +64,11 @@ func (b *Backend) LayerNormScale(x *engine.Tensor, eps float32) *engine.Tensor {
 
 // GELU implements engine.Backend.
 func (b *Backend) GELU(x *engine.Tensor, kind engine.Activation) *engine.Tensor {
-	switch kind {
-	case engine.GELUTanh:
-		return b.unary("GELU", b.k.geluTanh, x)
-	case engine.GELUErf:
+	must(engine.CheckGELU(kind))
+	if kind == engine.GELUErf {
 		return b.unary("GELU", b.k.geluErf, x)
 	}
-	panic(fmt.Sprintf("gpu: GELU: unknown activation %d", kind))
+	return b.unary("GELU", b.k.geluTanh, x)
 }
 
 // Tanh implements engine.Backend.
@@ -99,13 +91,10 @@ func (b *Backend) unary(op string, f cuda.Function, x *engine.Tensor) *engine.Te
 
 // Add implements engine.Backend.
 func (b *Backend) Add(x, y *engine.Tensor) *engine.Tensor {
-	xs, ys := x.Shape(), y.Shape()
-	if len(ys) > len(xs) || !slices.Equal(xs[len(xs)-len(ys):], ys) {
-		panic(fmt.Sprintf("gpu: Add: %v is not a suffix of %v", engine.ShapeString(ys), engine.ShapeString(xs)))
-	}
+	must(engine.CheckAdd(x, y))
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := b.alloc("Add", xs...)
+	out := b.alloc("Add", x.Shape()...)
 	if out.Len() == 0 || y.Len() == 0 {
 		return out
 	}
@@ -118,29 +107,24 @@ func (b *Backend) Add(x, y *engine.Tensor) *engine.Tensor {
 
 // Embedding implements engine.Backend.
 func (b *Backend) Embedding(table *engine.Tensor, ids []int32) *engine.Tensor {
-	if table.Rank() != 2 {
-		panic(fmt.Sprintf("gpu: Embedding: table %v is not [V, D]", table))
-	}
-	v := table.Dim(0)
-	for _, id := range ids {
-		if id < 0 || int(id) >= v {
-			panic(fmt.Sprintf("gpu: Embedding: id %d of %d rows", id, v))
-		}
-	}
+	must(engine.CheckEmbedding(table, ids))
 	return b.gather("Embedding", table, ids, table.Dim(1))
 }
 
 // Rows implements engine.Backend.
 func (b *Backend) Rows(x *engine.Tensor, idx []int) *engine.Tensor {
-	r, d := engine.SplitLast(x.Shape())
+	must(engine.CheckRows(x, idx))
+	_, d := engine.SplitLast(x.Shape())
+	return b.gather("Rows", x, int32s(idx), d)
+}
+
+// int32s returns idx as the int32 row indices that the kernels take.
+func int32s(idx []int) []int32 {
 	ids := make([]int32, len(idx))
 	for i, j := range idx {
-		if j < 0 || j >= r {
-			panic(fmt.Sprintf("gpu: Rows: row %d of %d", j, r))
-		}
 		ids[i] = int32(j)
 	}
-	return b.gather("Rows", x, ids, d)
+	return ids
 }
 
 // gather returns rows ids of x viewed as [R, d].
@@ -161,10 +145,8 @@ func (b *Backend) gather(op string, x *engine.Tensor, ids []int32, d int) *engin
 
 // SliceLast implements engine.Backend.
 func (b *Backend) SliceLast(x *engine.Tensor, from, to int) *engine.Tensor {
+	must(engine.CheckSliceLast(x, from, to))
 	r, d := engine.SplitLast(x.Shape())
-	if x.Rank() == 0 || from < 0 || to < from || to > d {
-		panic(fmt.Sprintf("gpu: SliceLast: [%d, %d) of %v", from, to, x))
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.alloc("SliceLast", engine.WithLast(x.Shape(), to-from)...)
@@ -174,10 +156,8 @@ func (b *Backend) SliceLast(x *engine.Tensor, from, to int) *engine.Tensor {
 
 // Concat implements engine.Backend.
 func (b *Backend) Concat(x, y *engine.Tensor) *engine.Tensor {
+	must(engine.CheckConcat(x, y))
 	xs, ys := x.Shape(), y.Shape()
-	if len(xs) < 2 || len(xs) != len(ys) || xs[0] != ys[0] || !slices.Equal(xs[2:], ys[2:]) {
-		panic(fmt.Sprintf("gpu: Concat: %v and %v", x, y))
-	}
 	inner := engine.NumElements(xs[2:])
 	nx, ny := xs[1]*inner, ys[1]*inner
 	shape := slices.Clone(xs)
@@ -201,23 +181,11 @@ func (b *Backend) copyCols(op string, dst *engine.Tensor, dstCols, dstOff int, s
 	b.launch(op, b.k.copyCols, dim(ceilDiv(n, 256), min(rows, 65535), 1), dim(256, 1, 1), &a)
 }
 
-// attnDims checks q [B, Tq, H, Dh] and k [B, Tk, H, Dh] and returns the
-// sizes.
-func attnDims(op string, q, k *engine.Tensor, mask engine.AttnMask) (nb, tq, tk, h, dh int) {
-	if q.Rank() != 4 || k.Rank() != 4 || q.Dim(0) != k.Dim(0) || q.Dim(2) != k.Dim(2) || q.Dim(3) != k.Dim(3) {
-		panic(fmt.Sprintf("gpu: %s: q %v, k %v", op, q, k))
-	}
-	nb, tq, h, dh = q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3)
-	tk = k.Dim(1)
-	if mask.KeyValid != nil && len(mask.KeyValid) != nb*tk {
-		panic(fmt.Sprintf("gpu: %s: KeyValid has %d entries for %d×%d keys", op, len(mask.KeyValid), nb, tk))
-	}
-	return nb, tq, tk, h, dh
-}
-
 // AttnScores implements engine.Backend.
 func (b *Backend) AttnScores(q, k *engine.Tensor, scale float32, mask engine.AttnMask) *engine.Tensor {
-	nb, tq, tk, h, dh := attnDims("AttnScores", q, k, mask)
+	dims, err := engine.CheckAttnScores(q, k, mask)
+	must(err)
+	nb, tq, tk, h, dh := dims.B, dims.Tq, dims.Tk, dims.H, dims.Dh
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.alloc("AttnScores", nb, h, tq, tk)
@@ -251,12 +219,9 @@ func (b *Backend) Softmax(x *engine.Tensor) *engine.Tensor {
 
 // AttnMix implements engine.Backend.
 func (b *Backend) AttnMix(pattern, v *engine.Tensor) *engine.Tensor {
-	if pattern.Rank() != 4 || v.Rank() != 4 || pattern.Dim(0) != v.Dim(0) ||
-		pattern.Dim(1) != v.Dim(2) || pattern.Dim(3) != v.Dim(1) {
-		panic(fmt.Sprintf("gpu: AttnMix: pattern %v, v %v", pattern, v))
-	}
-	nb, h, tq, tk := pattern.Dim(0), pattern.Dim(1), pattern.Dim(2), pattern.Dim(3)
-	dh := v.Dim(3)
+	dims, err := engine.CheckAttnMix(pattern, v)
+	must(err)
+	nb, tq, tk, h, dh := dims.B, dims.Tq, dims.Tk, dims.H, dims.Dh
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.alloc("AttnMix", nb, tq, h, dh)
@@ -285,10 +250,9 @@ const maxFusedHeadDim = 128
 // queries on (prefill), fx_attention (4 queries a block) below that
 // (decode steps).
 func (b *Backend) Attention(q, k, v *engine.Tensor, scale float32, mask engine.AttnMask) *engine.Tensor {
-	nb, tq, tk, h, dh := attnDims("Attention", q, k, mask)
-	if !slices.Equal(k.Shape(), v.Shape()) {
-		panic(fmt.Sprintf("gpu: Attention: q %v, k %v, v %v", q, k, v))
-	}
+	dims, err := engine.CheckAttention(q, k, v, mask)
+	must(err)
+	nb, tq, tk, h, dh := dims.B, dims.Tq, dims.Tk, dims.H, dims.Dh
 	if dh > maxFusedHeadDim {
 		return b.AttnMix(b.Softmax(b.AttnScores(q, k, scale, mask)), v)
 	}
@@ -325,18 +289,10 @@ func (b *Backend) Attention(q, k, v *engine.Tensor, scale float32, mask engine.A
 
 // HeadResult implements engine.Backend.
 func (b *Backend) HeadResult(z, w *engine.Tensor, transW bool) *engine.Tensor {
-	if z.Rank() != 4 || w.Rank() != 2 {
-		panic(fmt.Sprintf("gpu: HeadResult: z %v, w %v", z, w))
-	}
+	d, err := engine.CheckHeadResult(z, w, transW)
+	must(err)
 	bt := z.Dim(0) * z.Dim(1)
 	h, dh := z.Dim(2), z.Dim(3)
-	d, hd := w.Dim(1), w.Dim(0)
-	if transW {
-		d, hd = hd, d
-	}
-	if hd != h*dh {
-		panic(fmt.Sprintf("gpu: HeadResult: z %v, w %v (transW %v): w has %d rows of heads, want %d", z, w, transW, hd, h*dh))
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.alloc("HeadResult", z.Dim(0), z.Dim(1), h, d)
@@ -353,13 +309,9 @@ func (b *Backend) HeadResult(z, w *engine.Tensor, transW bool) *engine.Tensor {
 
 // SumAxis implements engine.Backend.
 func (b *Backend) SumAxis(x *engine.Tensor, axis int) *engine.Tensor {
+	axis, err := engine.CheckSumAxis(x, axis)
+	must(err)
 	shape := x.Shape()
-	if axis < 0 {
-		axis += len(shape)
-	}
-	if axis < 0 || axis >= len(shape) {
-		panic(fmt.Sprintf("gpu: SumAxis: axis %d of %v", axis, x))
-	}
 	outer := engine.NumElements(shape[:axis])
 	n := shape[axis]
 	inner := engine.NumElements(shape[axis+1:])
@@ -383,9 +335,7 @@ func (b *Backend) SumAxis(x *engine.Tensor, axis int) *engine.Tensor {
 // Edit implements engine.Backend: one launch changes the box in place. A
 // host Source is copied to the device first.
 func (b *Backend) Edit(t *engine.Tensor, e engine.Edit) {
-	if err := e.Check(t); err != nil {
-		panic(fmt.Sprintf("gpu: Edit of %v: %v", t, err))
-	}
+	must(engine.CheckEdit(t, e))
 	n := e.Len()
 	if n == 0 {
 		return
