@@ -16,6 +16,6 @@ import (
 // against the hooked path on the emulated CUDA device (cuda/cudatest), as
 // FX_TEST_DEVICE=cuda runs them on a card.
 func TestEmulatedDevice(t *testing.T) {
-	cudatest.Rerun(t, "^(TestGoldenActivations|TestGenerateGreedyMatchesTorch|TestInterventionsMatchTorch|TestGradientsMatchTorch|TestFusedMatchesHooked)$",
+	cudatest.Rerun(t, "^(TestGoldenActivations|TestGenerateGreedyMatchesTorch|TestInterventionsMatchTorch|TestGradientsMatchTorch|TestFusedMatchesHooked|TestLogitPositions)$",
 		"FX_TEST_DEVICE=cuda")
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -198,4 +199,77 @@ func TestGenerateGreedyMatchesTorch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLogitPositions checks Batch.LogitPositions against PyTorch's logits
+// at those positions (the golden's unembed.hook_out), and against the same
+// rows of the full forward (bit for bit on the CPU, whose products do not
+// depend on the number of rows; a GPU's kernels change with it), with and
+// without a hook on unembed.hook_out (which then sees every position); and
+// its errors.
+func TestLogitPositions(t *testing.T) {
+	m, err := transformer.Load(modelDir("gpt2-tiny"), devicetest.Backend(t))
+	require.NoError(t, err)
+	defer m.Close()
+	g := readGolden(t, "gpt2-tiny")
+	in, lengths := g.batch(t)
+	at := []int{2, 0, 2, slices.Min(lengths) - 1} // out of order, repeated, the shortest sequence's last
+	ctx := context.Background()
+	full, err := m.Forward(ctx, in, nil)
+	require.NoError(t, err)
+	fullHost := m.Backend.ToHost(full)
+	want := g.hooks["unembed.hook_out"]
+	wantF, err := want.Float32()
+	require.NoError(t, err)
+	T, V := in.T, m.Config.VocabSize
+	var seen int
+	hooked, err := m.NewHooks(transformer.Hook("unembed.hook_out", func(a *engine.Tensor, h *transformer.HookCtx) error {
+		seen = a.Dim(1)
+		return nil
+	}))
+	require.NoError(t, err)
+	for _, hs := range []*transformer.Hooks{nil, hooked} {
+		in.LogitPositions = at
+		out, err := m.Forward(ctx, in, hs)
+		require.NoError(t, err)
+		require.Equal(t, []int{in.B, len(at), V}, out.Shape())
+		got := m.Backend.ToHost(out)
+		var diff, scale float64
+		for b := range in.B {
+			for j, p := range at {
+				row := got[(b*len(at)+j)*V : (b*len(at)+j+1)*V]
+				fullRow := fullHost[(b*T+p)*V : (b*T+p+1)*V]
+				if strings.HasPrefix(m.Backend.Name(), "cpu/") {
+					assert.Equal(t, fullRow, row, "sequence %d, position %d: the full forward's row", b, p)
+				} else {
+					var d, sc float64
+					for v, x := range row {
+						d, sc = max(d, math.Abs(float64(x-fullRow[v]))), max(sc, math.Abs(float64(fullRow[v])))
+					}
+					assert.LessOrEqual(t, d, 1e-5*sc, "sequence %d, position %d: the full forward's row", b, p)
+				}
+				for v, x := range row {
+					w := float64(wantF[(b*T+p)*V+v])
+					diff, scale = max(diff, math.Abs(float64(x)-w)), max(scale, math.Abs(w))
+				}
+			}
+		}
+		assert.LessOrEqual(t, diff, 1e-4*scale, "max|fx-torch| %.3g, max|torch| %.3g", diff, scale)
+	}
+	assert.Equal(t, T, seen, "a hook on unembed.hook_out sees every position")
+
+	for _, bad := range [][]int{{}, {-1}, {T}} {
+		in.LogitPositions = bad
+		_, err := m.Forward(ctx, in, nil)
+		require.ErrorIs(t, err, transformer.ErrBadInput, "%v", bad)
+		assert.Contains(t, err.Error(), "LogitPositions")
+	}
+	bert, err := transformer.Load(modelDir("bert-tiny-cls"), devicetest.Backend(t))
+	require.NoError(t, err)
+	defer bert.Close()
+	bin, err := transformer.NewBatch([][]int{{2, 7, 8, 3}}, nil)
+	require.NoError(t, err)
+	bin.LogitPositions = []int{0}
+	_, err = bert.Forward(ctx, bin, nil)
+	require.ErrorIs(t, err, transformer.ErrBadInput)
 }

@@ -190,14 +190,29 @@ func (m *GPT2) blocksAndHead(r *run, in Batch, layer int, x, delta *engine.Tenso
 		cache.valid = mask.KeyValid
 	}
 	x = normed
-	if lastOnly && !r.active("unembed.hook_out") {
-		rows := make([]int, B)
+	var rows []int // the positions whose logits are returned (nil: all), as rows of x [B·T, D]
+	switch {
+	case lastOnly:
+		rows = make([]int, B)
 		for i, n := range in.Lengths() {
 			rows[i] = i*T + n - 1
 		}
-		return b.MatMul(b.Rows(x, rows), m.LMHead, nil, true).Reshape(B, 1, -1)
+	case in.LogitPositions != nil:
+		rows = make([]int, 0, B*len(in.LogitPositions))
+		for i := range B {
+			for _, p := range in.LogitPositions {
+				rows = append(rows, i*T+p)
+			}
+		}
 	}
-	return r.point("unembed.hook_out", b.MatMul(x, m.LMHead, nil, true))
+	if rows == nil {
+		return r.point("unembed.hook_out", b.MatMul(x, m.LMHead, nil, true))
+	}
+	if !r.active("unembed.hook_out") {
+		return b.MatMul(b.Rows(x, rows), m.LMHead, nil, true).Reshape(B, len(rows)/B, -1)
+	}
+	all := r.point("unembed.hook_out", b.MatMul(x, m.LMHead, nil, true))
+	return b.Rows(all, rows).Reshape(B, len(rows)/B, -1)
 }
 
 // forward runs one block on the residual stream x [B, T, D] (its

@@ -135,6 +135,14 @@ type Batch struct {
 	Valid []int32
 	// TypeIDs are BERT's token type ids [B·T]; nil means all 0.
 	TypeIDs []int32
+	// LogitPositions, when not nil, are the positions (the same for every
+	// sequence) at which GPT-2 computes its logits: the output is then
+	// [B, len(LogitPositions), vocab], row j the logits at position
+	// LogitPositions[j], as transformers' logits_to_keep with indices. The
+	// unembedding, a third of a short forward's arithmetic, runs on those
+	// rows only (unless a hook reads unembed.hook_out, which then sees
+	// every position). GPT-2 only.
+	LogitPositions []int
 }
 
 // NewBatch right-pads seqs to the longest one. typeIDs, when not nil, gives
@@ -215,6 +223,19 @@ func (m *Model) check(in Batch, offset int) error {
 		if t < 0 || int(t) >= cfg.TypeVocabSize {
 			return fmt.Errorf("%w: token type %d (sequence %d, position %d) is outside type_vocab_size %d",
 				ErrBadInput, t, i/in.T, i%in.T, cfg.TypeVocabSize)
+		}
+	}
+	if in.LogitPositions != nil {
+		if m.GPT2 == nil {
+			return fmt.Errorf("%w: LogitPositions: BERT's heads take every position", ErrBadInput)
+		}
+		if len(in.LogitPositions) == 0 {
+			return fmt.Errorf("%w: LogitPositions is empty (nil asks for every position)", ErrBadInput)
+		}
+		for _, p := range in.LogitPositions {
+			if p < 0 || p >= in.T {
+				return fmt.Errorf("%w: LogitPositions: position %d of %d", ErrBadInput, p, in.T)
+			}
 		}
 	}
 	return nil

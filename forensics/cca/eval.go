@@ -119,6 +119,7 @@ func (ev *evaluator) evalOn(i int, members []Member, batch [][]int) ([]float64, 
 	if err != nil {
 		return nil, fmt.Errorf("cca: %w", err)
 	}
+	in.LogitPositions = ev.metric.PathPositions(i) // the logits the metric reads, not every position's
 	hooks, err := m.InterventionHooks(ivs)
 	if err != nil {
 		return nil, fmt.Errorf("cca: %w", err)
@@ -146,7 +147,7 @@ func (ev *evaluator) evalOn(i int, members []Member, batch [][]int) ([]float64, 
 	host := m.Backend.ToHost(res)
 	out := make([]float64, len(batch))
 	for row := range batch {
-		out[row] = ev.metric.OfPath(i, host, res.Shape(), row)
+		out[row] = ev.metric.OfPathAt(i, host, res.Shape(), row)
 	}
 	return out, nil
 }

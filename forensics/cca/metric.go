@@ -109,6 +109,30 @@ func (s *MetricSpec) OfPath(i int, out []float32, shape []int, row int) float64 
 	return ps.Of(out, shape, row)
 }
 
+// PathPositions returns the output positions whose logits OfPath reads
+// on Sequences(tokens)[i], or nil for KindClassMargin (a classifier's
+// output has no positions).
+func (s *MetricSpec) PathPositions(i int) []int {
+	if s.Kind == KindClassMargin {
+		return nil
+	}
+	return s.pathSpec(i - 1).Positions
+}
+
+// OfPathAt is OfPath on an output computed at PathPositions(i) only
+// (transformer.Batch.LogitPositions: [B, len(PathPositions(i)), vocab]),
+// with the same result.
+func (s *MetricSpec) OfPathAt(i int, out []float32, shape []int, row int) float64 {
+	ps := s.pathSpec(i - 1)
+	if ps.Kind != KindClassMargin {
+		ps.Positions = make([]int, len(ps.Positions))
+		for j := range ps.Positions {
+			ps.Positions[j] = j
+		}
+	}
+	return ps.Of(out, shape, row)
+}
+
 // NewPath returns the path of a generation from prompt (the generated
 // tokens gen) up to its first lexicon token, and false when gen holds
 // none.
