@@ -19,6 +19,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/modelforensics/fx/cuda"
 )
 
 // ChildEnv is set in the environment of a test binary Rerun started, so
@@ -142,12 +144,16 @@ func Build(dir string) error {
 // Rerun runs the current test binary again against the emulated device,
 // with -test.run pattern (and -test.v), the extra environment variables
 // env ("NAME=value") and ChildEnv set, and fails t unless it passes; it
-// logs the child's test lines. It skips t in such a child, where it
+// logs the child's test lines. It skips t in such a child, where a real
+// CUDA device is present (the tests run on it; bench/gpu/run.sh), where it
 // cannot build the driver, and with -short.
 func Rerun(t *testing.T, pattern string, env ...string) {
 	t.Helper()
 	if os.Getenv(ChildEnv) != "" {
 		t.Skip("running on the emulated device already")
+	}
+	if _, err := cuda.Load(); err == nil {
+		t.Skip("a CUDA driver and device are present: the device tests run on them instead")
 	}
 	if testing.Short() {
 		t.Skip("-short: the emulated device is slow")
