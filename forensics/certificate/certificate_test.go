@@ -99,6 +99,21 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// tinyScenario makes the tiny scenario name (seed 1) in tmp/name, opens it
+// and loads its model on the CPU.
+func tinyScenario(t *testing.T, tmp, name string) (*scenario.Scenario, *transformer.Model) {
+	t.Helper()
+	dir := filepath.Join(tmp, name)
+	_, err := scenario.Make(context.Background(), name, dir, scenario.Options{Size: scenario.Tiny, Seed: 1})
+	require.NoError(t, err)
+	sc, err := scenario.Open(dir)
+	require.NoError(t, err)
+	model, err := sc.Load(cpu.New())
+	require.NoError(t, err)
+	t.Cleanup(func() { model.Close() })
+	return sc, model
+}
+
 // recordIncident makes the tiny scenario name (seed 1) in tmp, records
 // text on its model with up to maxNew generated tokens (0: as many as the
 // scenario's detector reads), judges the run with outcome (which must find
@@ -109,13 +124,7 @@ func recordIncident(t *testing.T, tmp, name, text string, maxNew int,
 	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(tmp, name)
-	_, err := scenario.Make(ctx, name, dir, scenario.Options{Size: scenario.Tiny, Seed: 1})
-	require.NoError(t, err)
-	sc, err := scenario.Open(dir)
-	require.NoError(t, err)
-	model, err := sc.Load(cpu.New())
-	require.NoError(t, err)
-	t.Cleanup(func() { model.Close() })
+	sc, model := tinyScenario(t, tmp, name)
 	id, err := recorder.Identify(model, dir, recorder.DirFiles(model, dir))
 	require.NoError(t, err)
 	rec, err := recorder.New(model, recorder.DefaultOptions())

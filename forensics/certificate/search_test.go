@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelforensics/fx/engine/cpu"
 	"github.com/modelforensics/fx/forensics/bundle"
 	"github.com/modelforensics/fx/forensics/cca"
 	"github.com/modelforensics/fx/forensics/recorder"
@@ -193,14 +192,7 @@ func fixSites(c *Certificate) []string {
 // search leaves; and not at all for layers a user asked for.
 func TestSearchWithinSentimentBypass(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "sentiment-bypass")
-	_, err := scenario.Make(ctx, "sentiment-bypass", dir, scenario.Options{Size: scenario.Tiny, Seed: 1})
-	require.NoError(t, err)
-	sc, err := scenario.Open(dir)
-	require.NoError(t, err)
-	m, err := sc.Load(cpu.New())
-	require.NoError(t, err)
-	t.Cleanup(func() { m.Close() })
+	sc, m := tinyScenario(t, t.TempDir(), "sentiment-bypass")
 	n := m.Config.Layers
 	planted, others, causes := plantedNeuronLayers(sc, n)
 	require.Len(t, planted, 1, "the flip neurons share one layer")
