@@ -11,8 +11,8 @@ package cpu
 // columns of w into panels (kc rows of 16 contiguous columns; for w [N, K]
 // this is a transpose), then walks its rows in blocks of simdMC and, for
 // each panel, runs the 6-row kernel down the block so that the panel stays
-// in L1 while the packed rows of x stream from L2 (with AVX-512, four
-// panels at a time: the 6×64 tile); the last rows (fewer than six) use
+// in L1 while the packed rows of x stream from L2 (with AVX-512, two
+// panels at a time: the 6×32 tile); the last rows (fewer than six) use
 // narrower-row, wider-column kernels. Between kernel calls
 // the task prefetches the part of w its next block will pack, so that the
 // packing finds it in cache rather than in memory.
@@ -62,7 +62,7 @@ type simdKernels struct {
 	// tile[6][mainPanels] exist.
 	tile [7][5]tileKernel
 	// mainPanels is the panels of the main tile, the one the driver runs
-	// down the rows of a block: 1 (6×16) for AVX2, 4 (6×64) for AVX-512.
+	// down the rows of a block: 1 (6×16) for AVX2, 2 (6×32) for AVX-512.
 	mainPanels int
 	// packT16 writes dst[k·16+j] = src[j·lds+k] for j < 16, k < n, n a
 	// multiple of 8.

@@ -393,10 +393,16 @@ static void fx_emu_fiber_main() {
   std::abort();  // never resumed
 }
 
+// FX_EMU_CANARY is the bytes at the bottom of each fiber's stack that the
+// scheduler checks when the fiber ends: a kernel whose locals outgrow
+// FX_EMU_FIBER_STACK aborts the test.
+#define FX_EMU_CANARY 64
+
 // fx_emu_fiber_stack prepares stack for a first switch into
 // fx_emu_fiber_main: six zero registers under its address, which the
-// switch's ret pops with the stack aligned as after a call.
+// switch's ret pops with the stack aligned as after a call; and the canary.
 static void* fx_emu_fiber_stack(std::vector<char>& stack) {
+  std::memset(stack.data(), 0xa5, FX_EMU_CANARY);
   uintptr_t top = ((uintptr_t)stack.data() + stack.size()) & ~(uintptr_t)15;
   void** p = (void**)top;
   *--p = nullptr;                          // a return address fx_emu_fiber_main never uses
@@ -459,6 +465,12 @@ void fx_emu_launch_shared(FxEmuDim grid, FxEmuDim block, size_t shared, F kernel
             fx_emu_cp_groups.swap(f.cp_groups[t]);
             f.wops[t] = fx_emu_wops;
             if (f.ended) {
+              static const std::vector<char> canary(FX_EMU_CANARY, (char)0xa5);
+              if (std::memcmp(f.stacks[t].data(), canary.data(), FX_EMU_CANARY) != 0) {
+                std::fprintf(stderr, "fx_emu: thread %u of block (%u,%u,%u) overflowed its %d-byte fiber stack (FX_EMU_FIBER_STACK)\n",
+                             t, x, y, z, FX_EMU_FIBER_STACK);
+                std::abort();
+              }
               f.done[t] = 1;
               live--;
               fx_emu_progress++;
