@@ -289,7 +289,7 @@ func (p *Page) view() (*view, error) {
 			v.CFPositions = append(v.CFPositions, row)
 		}
 		v.CFTop = r.Top[:min(10, len(r.Top))]
-		v.Where = whereText(r, v.CFPositions)
+		v.Where = whereText(r, v.CFPositions, c.Search.WidenedFrom)
 	}
 	return v, nil
 }
@@ -322,8 +322,10 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// whereText says in a sentence where CF found the incident.
-func whereText(r *cf.Report, top []positionRow) string {
+// whereText says in a sentence where CF found the incident, and, when the
+// search found no fix within CF's layers (widenedFrom, the certificate's
+// search.widened_from), that it went on over every layer.
+func whereText(r *cf.Report, top []positionRow, widenedFrom []int) string {
 	if len(r.Ranking) == 0 {
 		return "CF scored no layer."
 	}
@@ -340,7 +342,11 @@ func whereText(r *cf.Report, top []positionRow) string {
 			break
 		}
 	}
-	return s + "."
+	s += "."
+	if len(widenedFrom) > 0 {
+		s += fmt.Sprintf(" No fix lay within %s, so CCA searched every layer.", layersText(widenedFrom))
+	}
+	return s
 }
 
 func layersText(layers []int) string {

@@ -182,3 +182,16 @@ func TestAnalysisRoundTrip(t *testing.T) {
 	require.NotEmpty(t, a.Attribution.Top)
 	assert.Equal(t, 1, a.Attribution.Top[0].Rank)
 }
+
+// TestWhereWidened renders the demo as if the search had found no fix
+// within CF's flagged layers: the "where" section says that CCA then
+// searched every layer; the demo itself (no widening) does not.
+func TestWhereWidened(t *testing.T) {
+	const widened = "so CCA searched every layer"
+	assert.NotContains(t, render(t, nil), widened)
+	html := render(t, func(p *Page) {
+		require.NotNil(t, p.CF)
+		p.Certificate.Search.WidenedFrom = []int{0, 1}
+	})
+	assert.Contains(t, html, "No fix lay within layers 0, 1, "+widened)
+}
