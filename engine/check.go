@@ -154,6 +154,20 @@ func CheckSliceLast(x *Tensor, from, to int) error {
 	return nil
 }
 
+// CheckView checks the operands of View: shape's dimensions are not
+// negative and need at most t's values.
+func CheckView(t *Tensor, shape []int) error {
+	for _, d := range shape {
+		if d < 0 {
+			return fmt.Errorf("View: shape %v of %v", shape, t)
+		}
+	}
+	if n := NumElements(shape); n > t.Len() {
+		return fmt.Errorf("View: shape %v needs %d values, %v has %d", shape, n, t, t.Len())
+	}
+	return nil
+}
+
 // CheckConcat checks the operands of Concat: a [B, Ta, ...] and b
 // [B, Tb, ...] of one rank, at least 2, that agree but in dimension 1.
 func CheckConcat(a, b *Tensor) error {

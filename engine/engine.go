@@ -229,6 +229,11 @@ type Backend interface {
 	ToHost(t *Tensor) []float32
 	// Zeros returns a zero-filled tensor.
 	Zeros(shape ...int) *Tensor
+	// View returns a tensor of shape over t's first NumElements(shape)
+	// values, sharing t's memory: writes through either (Edit) show in
+	// both, and t's memory lives while the view does. A KV cache written
+	// in place through Edit reads its filled rows through a view.
+	View(t *Tensor, shape ...int) *Tensor
 	// Sync waits for queued work and reports the first error a device met.
 	Sync() error
 

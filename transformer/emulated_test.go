@@ -12,10 +12,11 @@ import (
 )
 
 // TestEmulatedDevice runs the PyTorch-golden tests (activations at every
-// hook, greedy generation, interventions, gradients) and the fused ops
-// against the hooked path on the emulated CUDA device (cuda/cudatest), as
+// hook, greedy generation, interventions, gradients), the fused ops
+// against the hooked path, logits at given positions and the KV cache
+// against recomputation on the emulated CUDA device (cuda/cudatest), as
 // FX_TEST_DEVICE=cuda runs them on a card.
 func TestEmulatedDevice(t *testing.T) {
-	cudatest.Rerun(t, "^(TestGoldenActivations|TestGenerateGreedyMatchesTorch|TestInterventionsMatchTorch|TestGradientsMatchTorch|TestFusedMatchesHooked|TestLogitPositions)$",
+	cudatest.Rerun(t, "^(TestGoldenActivations|TestGenerateGreedyMatchesTorch|TestInterventionsMatchTorch|TestGradientsMatchTorch|TestFusedMatchesHooked|TestLogitPositions|TestKVCacheMatchesRecompute)$",
 		"FX_TEST_DEVICE=cuda")
 }

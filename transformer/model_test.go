@@ -37,7 +37,8 @@ func forwardHost(t *testing.T, m *transformer.Model, seqs [][]int) ([]float32, [
 
 // TestKVCacheMatchesRecompute checks that each generation step's logits,
 // computed through the KV cache, equal a full forward over every token so
-// far, and that the greedy token is their argmax.
+// far, and that the greedy token is their argmax; over 30 steps, so that
+// the cache's buffers fill and grow (16 positions, then 34).
 func TestKVCacheMatchesRecompute(t *testing.T) {
 	for _, name := range []string{"gpt2-tiny", "gpt2-tiny-bf16"} {
 		t.Run(name, func(t *testing.T) {
@@ -51,10 +52,10 @@ func TestKVCacheMatchesRecompute(t *testing.T) {
 				return nil
 			}))
 			require.NoError(t, err)
-			gen, err := m.Generate(context.Background(), prompt, transformer.GenerateOptions{MaxNewTokens: 6}, hs)
+			gen, err := m.Generate(context.Background(), prompt, transformer.GenerateOptions{MaxNewTokens: 30}, hs)
 			require.NoError(t, err)
-			require.Len(t, gen.Tokens, 6)
-			require.Len(t, steps, 6)
+			require.Len(t, gen.Tokens, 30)
+			require.Len(t, steps, 30)
 			seq := append([]int(nil), prompt...)
 			for i, tok := range gen.Tokens {
 				full, shape := forwardHost(t, m, [][]int{seq})

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -50,6 +51,7 @@ func Run(t *testing.T, b engine.Backend) {
 	t.Run("HeadResult", s.testHeadResult)
 	t.Run("SumAxis", s.testSumAxis)
 	t.Run("Edit", s.testEdit)
+	t.Run("View", s.testView)
 	t.Run("Panics", s.testPanics)
 }
 
@@ -1053,6 +1055,8 @@ func (s *suite) testPanics(t *testing.T) {
 			e := engine.Edit{Mode: engine.EditZero, Dims: [engine.MaxEditDims]int{3, 1, 1, 1, 5}, Strides: [engine.MaxEditDims]int{5, 0, 0, 0, 1}}
 			s.b.Edit(s.randIn(r, 2, 5).t, e)
 		}},
+		{"View too long", func() { s.b.View(x.t, 3, 5) }},
+		{"View negative", func() { s.b.View(x.t, -1) }},
 		{"Edit source outside", func() {
 			e := engine.Edit{Mode: engine.EditSet, Dims: [engine.MaxEditDims]int{1, 1, 1, 2, 5}, Strides: [engine.MaxEditDims]int{0, 0, 0, 5, 1},
 				Source: s.randIn(r, 5).t, SourceStrides: [engine.MaxEditDims]int{0, 0, 0, 5, 1}}
@@ -1064,6 +1068,40 @@ func (s *suite) testPanics(t *testing.T) {
 			panicsInOp(t, tc.name, tc.op)
 		})
 	}
+}
+
+// testView checks that a view shows its tensor's first values in its own
+// shape, that edits through either show in the other, and that the view
+// keeps the memory alive after the tensor is dropped.
+func (s *suite) testView(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	x := s.randIn(r, 4, 6)
+	v := s.b.View(x.t, 2, 3, 2)
+	assert.Equal(t, x.vals[:12], s.host(t, v, []int{2, 3, 2}), "the first 12 values")
+	assert.Empty(t, s.host(t, s.b.View(x.t, 0, 6), []int{0, 6}))
+
+	set := func(dst *engine.Tensor, off int, vals []float32) {
+		src := s.b.FromHost(vals, len(vals))
+		s.b.Edit(dst, engine.Edit{Mode: engine.EditSet, Dims: [engine.MaxEditDims]int{1, 1, 1, 1, len(vals)},
+			Strides: [engine.MaxEditDims]int{0, 0, 0, 0, 1}, Offset: off, Source: src, SourceStrides: [engine.MaxEditDims]int{0, 0, 0, 0, 1}})
+	}
+	set(v, 5, []float32{7, 8})     // through the view
+	set(x.t, 2, []float32{-1, -2}) // through the tensor, inside the view
+	set(x.t, 20, []float32{9})     // outside the view
+	want := append([]float32(nil), x.vals...)
+	want[5], want[6], want[2], want[3], want[20] = 7, 8, -1, -2, 9
+	assert.Equal(t, want, s.host(t, x.t, []int{4, 6}))
+	assert.Equal(t, want[:12], s.host(t, v, []int{2, 3, 2}))
+
+	// The view alone keeps the values: the tensor and its other views
+	// are dropped, and collections let a device backend reuse freed memory.
+	v = s.b.View(s.b.View(x.t, 24), 3, 4)
+	x = input{}
+	for range 3 {
+		runtime.GC()
+		s.b.Zeros(4, 6)
+	}
+	assert.Equal(t, want[:12], s.host(t, v, []int{3, 4}))
 }
 
 // panicsInOp checks that op panics with a message of the form

@@ -222,6 +222,14 @@ func (b *Backend) Zeros(shape ...int) *engine.Tensor {
 	return engine.NewHost(make([]float32, engine.NumElements(shape)), shape...)
 }
 
+// View returns a tensor over the first values of t's slice.
+func (b *Backend) View(t *engine.Tensor, shape ...int) *engine.Tensor {
+	td := host("View", t)
+	must(engine.CheckView(t, shape))
+	n := engine.NumElements(shape)
+	return engine.NewHost(td[:n:n], shape...)
+}
+
 // Sync returns nil: every op has finished when it returns.
 func (b *Backend) Sync() error { return nil }
 

@@ -194,10 +194,12 @@ func (b *Backend) Context() *cuda.Context { return b.ctx }
 // Stream returns the stream every op of the backend is queued on.
 func (b *Backend) Stream() *cuda.Stream { return b.stream }
 
-// buffer is a tensor's device memory: a block of the pool.
+// buffer is a tensor's device memory: a block of the pool, or the start
+// of another buffer's (a view: parent keeps that block alive).
 type buffer struct {
-	ptr  cuda.DevicePtr
-	size int // the block's size in bytes, rounded by the pool
+	ptr    cuda.DevicePtr
+	size   int // the block's size in bytes, rounded by the pool
+	parent *buffer
 }
 
 // ptr returns t's device address; it panics for a host tensor, which a
@@ -336,6 +338,20 @@ func (b *Backend) Zeros(shape ...int) *engine.Tensor {
 	t := b.alloc("Zeros", shape...)
 	b.memset("Zeros", ptr("Zeros", t), 0, t.Len())
 	return t
+}
+
+// View implements engine.Backend: the view's buffer points at t's and
+// keeps it alive.
+func (b *Backend) View(t *engine.Tensor, shape ...int) *engine.Tensor {
+	must(engine.CheckView(t, shape))
+	parent, ok := t.Device().(*buffer)
+	if !ok {
+		panic(fmt.Sprintf("gpu: View: %v is not a tensor of the gpu backend", t))
+	}
+	if parent == nil || engine.NumElements(shape) == 0 {
+		return engine.NewDevice((*buffer)(nil), shape...)
+	}
+	return engine.NewDevice(&buffer{ptr: parent.ptr, size: parent.size, parent: parent}, shape...)
 }
 
 // Sync implements engine.Backend: it waits for the queued work and returns
