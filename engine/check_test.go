@@ -114,6 +114,10 @@ func TestChecks(t *testing.T) {
 		{"SliceLast past the end", func() error { return engine.CheckSliceLast(x, 3, 6) }, "SliceLast: [3, 6) of Tensor[2 5](host)"},
 		{"SliceLast reversed", func() error { return engine.CheckSliceLast(x, 3, 2) }, "SliceLast: [3, 2) of Tensor[2 5](host)"},
 		{"SliceLast negative", func() error { return engine.CheckSliceLast(x, -1, 2) }, "SliceLast: [-1, 2) of Tensor[2 5](host)"},
+		{"View", func() error { return engine.CheckView(x, []int{3, 3}) }, ""},
+		{"View whole", func() error { return engine.CheckView(x, []int{10}) }, ""},
+		{"View too long", func() error { return engine.CheckView(x, []int{11}) }, "View: shape [11] needs 11 values, Tensor[2 5](host) has 10"},
+		{"View negative", func() error { return engine.CheckView(x, []int{-1, 2}) }, "View: shape [-1 2] of Tensor[2 5](host)"},
 		{"SliceLast scalar", func() error { return engine.CheckSliceLast(tn(), 0, 1) }, "SliceLast: [0, 1) of Tensor[](host)"},
 
 		{"Concat", func() error { return engine.CheckConcat(tn(1, 2, 3), tn(1, 4, 3)) }, ""},
