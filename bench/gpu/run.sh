@@ -100,7 +100,7 @@ if [ "$what" = cpu ] || [ "$what" = all ]; then
   if grep -q -w avx512f /proc/cpuinfo; then
     step "cpu kernels tests" cpu.log env -C engine/cpu "$BIN/cpu.test" -test.run 'TestKernelsSelection|TestMatMulSIMDOrder|TestMatMulKernelsAgree|TestConformance|TestDeterminism|TestFusedBits'
     grep -E -- '^(--- FAIL|FAIL|ok|PASS|panic)' "$OUT/cpu.log" | head -20
-    STEP_TIMEOUT=150 step "cpu matmul bench" cpu.log bench/run_matmul_bench.sh -r 2 -c 1 -k avx2,avx512,avx512_main4 -t "$BIN/cpu.test" 1
+    STEP_TIMEOUT=150 step "cpu matmul bench" cpu.log env PYTHON="$PY" bench/run_matmul_bench.sh -r 2 -c 1 -k avx2,avx512,avx512_main4 -t "$BIN/cpu.test" 1
     sed -n '/^threads=/,$p' "$OUT/cpu.log" | tail -25
   else
     echo "no avx512f on this host: nothing to check" | tee -a "$OUT/cpu.log"
