@@ -322,6 +322,24 @@ static inline void fx_emu_cp_check() {
   fx_emu_cp_groups.clear();
 }
 
+// fx_emu_setup checks a launch's block shape (block.y and block.z must be
+// 1, block.x a multiple of 32, as for every fx kernel) and sets up the
+// state its blocks share: the dimensions, shared bytes of dynamic shared
+// memory, the warps and the block's barrier.
+static inline void fx_emu_setup(FxEmuDim grid, FxEmuDim block, size_t shared) {
+  if (block.y != 1 || block.z != 1 || block.x % 32 != 0) {
+    std::fprintf(stderr, "fx_emu: block must be [32k, 1, 1]\n");
+    std::abort();
+  }
+  fx_emu.grid = grid;
+  fx_emu.block = block;
+  fx_emu.dyn_shared.assign(shared, 0);
+  std::vector<FxEmuWarp> warps(block.x / 32);
+  fx_emu.warps.swap(warps);
+  for (FxEmuWarp& w : fx_emu.warps) w.bar.reset(32);
+  fx_emu.block_bar.reset(block.x);
+}
+
 #ifdef FX_EMU_FIBERS
 // fx_emu_switch saves the callee-saved registers on the current stack and
 // the stack pointer in *save, and continues on the stack load (saved by an
@@ -416,17 +434,9 @@ static void* fx_emu_fiber_stack(std::vector<char>& stack) {
 // dynamic shared memory, block after block, the block's threads as fibers.
 template <typename F>
 void fx_emu_launch_shared(FxEmuDim grid, FxEmuDim block, size_t shared, F kernel) {
-  if (block.y != 1 || block.z != 1 || block.x % 32 != 0) {
-    std::fprintf(stderr, "fx_emu: block must be [32k, 1, 1]\n");
-    std::abort();
-  }
+  fx_emu_setup(grid, block, shared);
   FxEmuFibers& f = fx_emu_fibers;
   unsigned n = block.x;
-  fx_emu.grid = grid;
-  fx_emu.block = block;
-  fx_emu.dyn_shared.assign(shared, 0);
-  std::vector<FxEmuWarp> warps(n / 32);
-  fx_emu.warps.swap(warps);
   if (f.stacks.size() < n) {
     f.stacks.resize(n);
     for (auto& st : f.stacks) st.resize(FX_EMU_FIBER_STACK);
@@ -490,18 +500,7 @@ void fx_emu_launch_shared(FxEmuDim grid, FxEmuDim block, size_t shared, F kernel
 // dynamic shared memory.
 template <typename F>
 void fx_emu_launch_shared(FxEmuDim grid, FxEmuDim block, size_t shared, F kernel) {
-  if (block.y != 1 || block.z != 1 || block.x % 32 != 0) {
-    std::fprintf(stderr, "fx_emu: block must be [32k, 1, 1]\n");
-    std::abort();
-  }
-  fx_emu.grid = grid;
-  fx_emu.block = block;
-  std::vector<unsigned char> dyn(shared);
-  fx_emu.dyn_shared.swap(dyn);
-  std::vector<FxEmuWarp> warps(block.x / 32);
-  fx_emu.warps.swap(warps);
-  for (FxEmuWarp& w : fx_emu.warps) w.bar.reset(32);
-  fx_emu.block_bar.reset(block.x);
+  fx_emu_setup(grid, block, shared);
   fx_emu.launch_bar.reset(block.x);
   // One OS thread per thread of a block, for every block in turn: starting
   // threads costs far more than the barriers between blocks.
