@@ -146,8 +146,9 @@ func (ev *evaluator) evalOn(i int, members []Member, batch [][]int) ([]float64, 
 	ev.cost.ResumedBlocks += low
 	host := m.Backend.ToHost(res)
 	out := make([]float64, len(batch))
+	metric := ev.metric.PathAt(i)
 	for row := range batch {
-		out[row] = ev.metric.OfPathAt(i, host, res.Shape(), row)
+		out[row] = metric.Of(host, res.Shape(), row)
 	}
 	return out, nil
 }

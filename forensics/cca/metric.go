@@ -119,10 +119,11 @@ func (s *MetricSpec) PathPositions(i int) []int {
 	return s.pathSpec(i - 1).Positions
 }
 
-// OfPathAt is OfPath on an output computed at PathPositions(i) only
-// (transformer.Batch.LogitPositions: [B, len(PathPositions(i)), vocab]),
-// with the same result.
-func (s *MetricSpec) OfPathAt(i int, out []float32, shape []int, row int) float64 {
+// PathAt returns the metric of Sequences(tokens)[i] on an output computed
+// at PathPositions(i) only (transformer.Batch.LogitPositions: [B,
+// len(PathPositions(i)), vocab]): its Of gives what OfPath gives on the
+// whole output.
+func (s *MetricSpec) PathAt(i int) MetricSpec {
 	ps := s.pathSpec(i - 1)
 	if ps.Kind != KindClassMargin {
 		ps.Positions = make([]int, len(ps.Positions))
@@ -130,7 +131,7 @@ func (s *MetricSpec) OfPathAt(i int, out []float32, shape []int, row int) float6
 			ps.Positions[j] = j
 		}
 	}
-	return ps.Of(out, shape, row)
+	return ps
 }
 
 // NewPath returns the path of a generation from prompt (the generated
