@@ -287,18 +287,7 @@ func (s *suite) testLayerNorm(t *testing.T) {
 			[]float64{-1.5 / sd, -0.5 / sd, 2 * 0.5 / sd, 1.5/sd + 10})
 		s.unchanged(t, x, g, beta)
 	})
-	tests := []struct {
-		name   string
-		shape  []int
-		offset float32
-		eps    float32
-	}{
-		{"odd", []int{2, 7, 61}, 0, 1e-5},
-		{"offset", []int{3, 768}, 100, 1e-5},
-		{"large eps", []int{4, 15}, 0, 0.5},
-		{"vector", []int{37}, 3, 1e-12},
-	}
-	for _, tc := range tests {
+	for _, tc := range layerNormCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rng(t)
 			vals := randn(r, engine.NumElements(tc.shape))
@@ -308,16 +297,30 @@ func (s *suite) testLayerNorm(t *testing.T) {
 			x := s.in(vals, tc.shape...)
 			d := tc.shape[len(tc.shape)-1]
 			g, beta := s.randIn(r, d), s.randIn(r, d)
-			want := make([]float64, len(x.vals))
-			for row := 0; row < len(x.vals); row += d {
-				mean, v := refMoments(x.vals[row : row+d])
-				for i := range d {
-					want[row+i] = (float64(x.vals[row+i])-mean)/math.Sqrt(v+float64(tc.eps))*float64(g.vals[i]) + float64(beta.vals[i])
-				}
-			}
-			s.close(t, s.b.LayerNorm(x.t, g.t, beta.t, tc.eps), tc.shape, want)
+			s.close(t, s.b.LayerNorm(x.t, g.t, beta.t, tc.eps), tc.shape, refLayerNorm(x.vals, g.vals, beta.vals, d, tc.eps))
 			s.unchanged(t, x, g, beta)
 		})
+	}
+}
+
+// layerNormCase is a random input of LayerNorm and AddLayerNorm: values
+// N(offset, 0.25) of shape, normalised with eps.
+type layerNormCase struct {
+	name   string
+	shape  []int
+	offset float32
+	eps    float32
+}
+
+// layerNormCases returns the random cases of LayerNorm and AddLayerNorm.
+func layerNormCases() []layerNormCase {
+	return []layerNormCase{
+		{"odd", []int{2, 7, 61}, 0, 1e-5},
+		{"offset", []int{3, 768}, 100, 1e-5},
+		{"large eps", []int{4, 15}, 0, 0.5},
+		{"vector", []int{37}, 3, 1e-12},
+		{"many rows", []int{300, 33}, 0, 1e-5},
+		{"no rows", []int{0, 8}, 0, 1e-5},
 	}
 }
 
@@ -366,20 +369,7 @@ func (s *suite) testAddLayerNorm(t *testing.T) {
 		s.close(t, normed, []int{1, 4}, []float64{-1.5 / sd, -0.5 / sd, 2 * 0.5 / sd, 1.5/sd + 10})
 		s.unchanged(t, x, delta, g, beta)
 	})
-	tests := []struct {
-		name   string
-		shape  []int
-		offset float32
-		eps    float32
-	}{
-		{"odd", []int{2, 7, 61}, 0, 1e-5},
-		{"offset", []int{3, 768}, 100, 1e-5},
-		{"large eps", []int{4, 15}, 0, 0.5},
-		{"vector", []int{37}, 3, 1e-12},
-		{"many rows", []int{300, 33}, 0, 1e-5},
-		{"no rows", []int{0, 8}, 0, 1e-5},
-	}
-	for _, tc := range tests {
+	for _, tc := range layerNormCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rng(t)
 			n := engine.NumElements(tc.shape)
