@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,6 +31,11 @@ const ChildEnv = "FX_CUDA_EMULATED"
 // DeviceName is the name the emulated device reports (cuDeviceGetName).
 const DeviceName = "fx fake CUDA device"
 
+// ErrUnsupported says that this machine cannot build the emulated driver:
+// it is not linux/amd64 (the fibers' context switch) or has no C and C++
+// compiler. Rerun skips on it and fails on any other error.
+var ErrUnsupported = errors.New("cudatest: the emulated driver cannot be built here")
+
 // Compilers returns the C and C++ compilers Build uses: clang-14 and
 // clang++-14 (CI's), else cc and c++; it fails when there is none.
 func Compilers() (cc, cxx string, err error) {
@@ -40,7 +46,7 @@ func Compilers() (cc, cxx string, err error) {
 			return a, b, nil
 		}
 	}
-	return "", "", fmt.Errorf("cudatest: no C and C++ compiler (clang-14 and clang++-14, or cc and c++)")
+	return "", "", fmt.Errorf("%w: no C and C++ compiler (clang-14 and clang++-14, or cc and c++)", ErrUnsupported)
 }
 
 // repoRoot returns the repository's root, from this file's path.
@@ -116,7 +122,7 @@ func Driver() (string, error) {
 // Build compiles the emulated driver into dir/libcuda.so.1.
 func Build(dir string) error {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
-		return fmt.Errorf("cudatest: the emulator's fibers need linux/amd64, not %s/%s", runtime.GOOS, runtime.GOARCH)
+		return fmt.Errorf("%w: the emulator's fibers need linux/amd64, not %s/%s", ErrUnsupported, runtime.GOOS, runtime.GOARCH)
 	}
 	cc, cxx, err := Compilers()
 	if err != nil {
@@ -160,7 +166,7 @@ func Rerun(t *testing.T, pattern string, env ...string) {
 	}
 	dir, err := Driver()
 	if err != nil {
-		if _, _, cerr := Compilers(); cerr != nil || runtime.GOARCH != "amd64" || runtime.GOOS != "linux" {
+		if errors.Is(err, ErrUnsupported) {
 			t.Skip(err)
 		}
 		t.Fatal(err)
