@@ -337,6 +337,60 @@ func kernel(w *strings.Builder, s isa, t tile) {
 	a.op("RET")
 }
 
+// transposeSteps are the three steps of an 8×8 transpose of float32 in
+// AVX2 registers: each combines pairs of the previous step's eight
+// results (the rows, for the first) by two instructions into two of its
+// own. pairs lists, for each pair, the indexes of its two inputs and of
+// its two outputs; ops are the instructions that write the first and the
+// second output.
+var transposeSteps = [3]struct {
+	ops   [2]string
+	pairs [4][4]int
+}{
+	{[2]string{"VUNPCKLPS", "VUNPCKHPS"}, [4][4]int{{0, 1, 0, 1}, {2, 3, 2, 3}, {4, 5, 4, 5}, {6, 7, 6, 7}}},
+	{[2]string{"VSHUFPS $0x44,", "VSHUFPS $0xEE,"}, [4][4]int{{0, 2, 0, 1}, {1, 3, 2, 3}, {4, 6, 4, 5}, {5, 7, 6, 7}}},
+	{[2]string{"VPERM2F128 $0x20,", "VPERM2F128 $0x31,"}, [4][4]int{{0, 4, 0, 4}, {1, 5, 1, 5}, {2, 6, 2, 6}, {3, 7, 3, 7}}},
+}
+
+// transpose8x8 writes the in-register 8×8 transpose of packT16AVX2 and
+// sgemvTAVX2_*, and returns the registers of its columns: Y(cols[s])
+// holds element s of rows 0–7. rows[l] is row l's operand, a register or
+// a memory operand (anything with parentheses); a row in memory that
+// must be a register (the even one of each first-step pair) is first
+// loaded into the register of the pair's first output. dest chooses the
+// two output registers of each pair, given the step (0–2), the registers
+// of the pair's inputs (-1 in step 0) and the indexes of its outputs in
+// the step. Where the pair's first instruction overwrites one of its
+// inputs, the second is written first.
+func transpose8x8(a asm, rows [8]string, dest func(step int, in, out [2]int) [2]int) (cols [8]int) {
+	operand := rows
+	reg := [8]int{-1, -1, -1, -1, -1, -1, -1, -1}
+	for step, st := range transposeSteps {
+		var next [8]int
+		for _, p := range st.pairs {
+			src := [2]string{operand[p[0]], operand[p[1]]}
+			d := dest(step, [2]int{reg[p[0]], reg[p[1]]}, [2]int{p[2], p[3]})
+			if strings.Contains(src[0], "(") {
+				a.op("VMOVUPS %s, %s", src[0], y(d[0]))
+				src[0] = y(d[0])
+			}
+			order := [2]int{0, 1}
+			if y(d[0]) == src[0] || y(d[0]) == src[1] {
+				order = [2]int{1, 0}
+			}
+			for _, k := range order {
+				a.op("%s %s, %s, %s", st.ops[k], src[1], src[0], y(d[k]))
+			}
+			next[p[2]], next[p[3]] = d[0], d[1]
+		}
+		reg = next
+		for i, r := range reg {
+			operand[i] = y(r)
+		}
+	}
+	return reg
+}
+
 // transpose writes packT16AVX2, which packs 16 rows of a row-major matrix
 // (w [N, K]) into one B panel: dst[k·16+j] = src[j·lds+k] for j < 16 and
 // k < n, n a multiple of 8, by 8×8 transposes in registers.
@@ -358,29 +412,24 @@ func transpose(w *strings.Builder) {
 	a.op("JZ done")
 	a.label("loop")
 	block := func(b0, b1 string, half int) {
-		rows := []string{"(" + b0 + ")", "(" + b0 + ")(R8*1)", "(" + b0 + ")(R8*2)", "(" + b0 + ")(R9*1)",
+		mem := []string{"(" + b0 + ")", "(" + b0 + ")(R8*1)", "(" + b0 + ")(R8*2)", "(" + b0 + ")(R9*1)",
 			"(" + b1 + ")", "(" + b1 + ")(R8*1)", "(" + b1 + ")(R8*2)", "(" + b1 + ")(R9*1)"}
-		for i, r := range rows {
-			a.op("VMOVUPS %s, Y%d", r, i)
+		var rows [8]string
+		for l, m := range mem {
+			rows[l] = y(l)
+			a.op("VMOVUPS %s, %s", m, rows[l])
 		}
-		for i := 0; i < 8; i += 2 {
-			a.op("VUNPCKLPS Y%d, Y%d, Y%d", i+1, i, 8+i)
-			a.op("VUNPCKHPS Y%d, Y%d, Y%d", i+1, i, 9+i)
-		}
-		a.op("VSHUFPS $0x44, Y10, Y8, Y0")
-		a.op("VSHUFPS $0xEE, Y10, Y8, Y1")
-		a.op("VSHUFPS $0x44, Y11, Y9, Y2")
-		a.op("VSHUFPS $0xEE, Y11, Y9, Y3")
-		a.op("VSHUFPS $0x44, Y14, Y12, Y4")
-		a.op("VSHUFPS $0xEE, Y14, Y12, Y5")
-		a.op("VSHUFPS $0x44, Y15, Y13, Y6")
-		a.op("VSHUFPS $0xEE, Y15, Y13, Y7")
-		for i := range 4 {
-			a.op("VPERM2F128 $0x20, Y%d, Y%d, Y%d", 4+i, i, 8+i)
-			a.op("VPERM2F128 $0x31, Y%d, Y%d, Y%d", 4+i, i, 12+i)
-		}
-		for i := range 8 {
-			a.op("VMOVUPS Y%d, %d(DI)", 8+i, 64*i+32*half)
+		// Y0–Y7 hold the rows; the steps write Y8–Y15, Y0–Y7 and Y8–Y15,
+		// output o of a step to the o-th register of that bank.
+		cols := transpose8x8(a, rows, func(step int, _, out [2]int) [2]int {
+			bank := 8
+			if step == 1 {
+				bank = 0
+			}
+			return [2]int{bank + out[0], bank + out[1]}
+		})
+		for s, c := range cols {
+			a.op("VMOVUPS %s, %d(DI)", y(c), 64*s+32*half)
 		}
 	}
 	block("SI", "BX", 0)
@@ -545,7 +594,7 @@ func gemv(w *strings.Builder, rows int) {
 // w[j][k] for n columns (a multiple of 16) and k a multiple of 8, then the
 // bias. Sixteen rows of w (sixteen output columns) stream side by side; each
 // step loads an 8×8 block from eight of them and transposes it in registers
-// (the shuffles of packT16), so that one register holds w[j..j+8][k] for one
+// (transpose8x8, as packT16), so that one register holds w[j..j+8][k] for one
 // k, and the fused multiply-adds run down k in order, one lane per output
 // element, from zero: the arithmetic of the tile kernels, so the bits are
 // theirs. Registers: the accumulators (two per row), nine for the
@@ -586,12 +635,13 @@ func gemvT(w *strings.Builder, rows int) {
 	a.op("PCALIGN $32")
 	a.label("kloop")
 	half := func(g int, b0, b1 string) {
-		addr := func(l int) string {
+		var wRows [8]string // the block's rows: w[j+l][k..k+8]
+		for l := range wRows {
 			b := b0
 			if l >= 4 {
 				b = b1
 			}
-			return [4]string{"(" + b + ")", "(" + b + ")(R8*1)", "(" + b + ")(R8*2)", "(" + b + ")(R9*1)"}[l%4]
+			wRows[l] = [4]string{"(" + b + ")", "(" + b + ")(R8*1)", "(" + b + ")(R8*2)", "(" + b + ")(R9*1)"}[l%4]
 		}
 		free := []int{}
 		for r := 2 * rows; r < 2*rows+9; r++ {
@@ -599,29 +649,18 @@ func gemvT(w *strings.Builder, rows int) {
 		}
 		pop := func() int { r := free[0]; free = free[1:]; return r }
 		push := func(r int) { free = append(free, r) }
-		// Rows 2m, 2m+1 interleaved: T[2m] = lo, T[2m+1] = hi.
-		var t, u, f [8]int
-		for m := range 4 {
-			lo, hi := pop(), pop()
-			a.op("VMOVUPS %s, %s", addr(2*m), y(lo))
-			a.op("VUNPCKHPS %s, %s, %s", addr(2*m+1), y(lo), y(hi))
-			a.op("VUNPCKLPS %s, %s, %s", addr(2*m+1), y(lo), y(lo))
-			t[2*m], t[2*m+1] = lo, hi
-		}
-		for _, p := range [][4]int{{0, 2, 0, 1}, {1, 3, 2, 3}, {4, 6, 4, 5}, {5, 7, 6, 7}} {
-			x := pop()
-			a.op("VSHUFPS $0x44, %s, %s, %s", y(t[p[1]]), y(t[p[0]]), y(x))
-			a.op("VSHUFPS $0xEE, %s, %s, %s", y(t[p[1]]), y(t[p[0]]), y(t[p[1]]))
-			u[p[2]], u[p[3]] = x, t[p[1]]
-			push(t[p[0]])
-		}
-		for i := range 4 {
-			x := pop()
-			a.op("VPERM2F128 $0x20, %s, %s, %s", y(u[4+i]), y(u[i]), y(x))
-			a.op("VPERM2F128 $0x31, %s, %s, %s", y(u[4+i]), y(u[i]), y(u[4+i]))
-			f[i], f[4+i] = x, u[4+i]
-			push(u[i])
-		}
+		// Nine registers after the accumulators: step 0 takes two free
+		// ones (the even row is loaded into the first); steps 1 and 2
+		// write the low half to a free one and the high half over the
+		// pair's second input, and free its first.
+		f := transpose8x8(a, wRows, func(step int, in, _ [2]int) [2]int {
+			lo := pop()
+			if step == 0 {
+				return [2]int{lo, pop()}
+			}
+			push(in[0])
+			return [2]int{lo, in[1]}
+		})
 		// f[s] holds w[j..j+8][k+s].
 		for s := range 8 {
 			for i := range rows {
