@@ -132,6 +132,15 @@ func CheckEmbedding(table *Tensor, ids []int32) error {
 	return nil
 }
 
+// CheckGather checks the operands of Gather: table is [V, D] and idx is a
+// vector. The indices' values are the op's to check when it runs.
+func CheckGather(table, idx *Tensor) error {
+	if table.Rank() != 2 || idx.Rank() != 1 {
+		return fmt.Errorf("Gather: table %v is not [V, D] or idx %v is not a vector", table, idx)
+	}
+	return nil
+}
+
 // CheckRows checks the operands of Rows: every index is a row of x viewed
 // as [R, D] (D its last dimension).
 func CheckRows(x *Tensor, idx []int) error {
@@ -205,6 +214,9 @@ func attnDims(op string, q, k, v *Tensor, mask AttnMask) (AttnDims, error) {
 	if mask.KeyValid != nil && len(mask.KeyValid) != a.B*a.Tk {
 		return AttnDims{}, fmt.Errorf("%s: KeyValid has %d entries for %d×%d keys", op, len(mask.KeyValid), a.B, a.Tk)
 	}
+	if at := mask.QueryOffsetAt; at != nil && at.Len() != 1 {
+		return AttnDims{}, fmt.Errorf("%s: QueryOffsetAt %v is not one value", op, at)
+	}
 	return a, nil
 }
 
@@ -241,6 +253,18 @@ func CheckSumAxis(x *Tensor, axis int) (int, error) {
 func CheckEdit(t *Tensor, e Edit) error {
 	if err := e.Check(t); err != nil {
 		return fmt.Errorf("Edit of %v: %w", t, err)
+	}
+	return nil
+}
+
+// CheckSetRowsAt checks the operands of SetRowsAt: dst [B, R, ...] and
+// src [B, T, ...] have the same dimension 0 and the same size past
+// dimension 1, and at is one value. The position's value is the op's to
+// check when it runs.
+func CheckSetRowsAt(dst, src, at *Tensor) error {
+	if dst.Rank() < 2 || src.Rank() < 2 || dst.Dim(0) != src.Dim(0) ||
+		NumElements(dst.Shape()[2:]) != NumElements(src.Shape()[2:]) || at.Len() != 1 {
+		return fmt.Errorf("SetRowsAt: dst %v, src %v, at %v", dst, src, at)
 	}
 	return nil
 }

@@ -127,6 +127,11 @@ type AttnMask struct {
 	// QueryOffset is the absolute position of the first query among the keys:
 	// the number of cached keys that precede this step's queries.
 	QueryOffset int
+	// QueryOffsetAt, when not nil, is a one-element tensor of the backend
+	// whose value (an integer, as float32) is added to QueryOffset when the
+	// op runs, not when it is queued: the position of a decode step that a
+	// captured graph replays (Capturer) at each new position.
+	QueryOffsetAt *Tensor
 	// KeyValid, when not nil, is [batch, keys] with 1 for a real key and 0 for
 	// padding; padded keys are never attended to.
 	KeyValid []int32
@@ -270,6 +275,12 @@ type Backend interface {
 	// Embedding gathers rows of table [V, D] for ids (each < V) and returns
 	// [len(ids), D].
 	Embedding(table *Tensor, ids []int32) *Tensor
+	// Gather is Embedding with the ids in the backend's memory: it returns
+	// [len, D] of the rows of table [V, D] at the values of idx (integers
+	// as float32, exact below 2^24), read when the op runs, so that a
+	// captured graph gathers a new token at each replay. An index outside
+	// [0, V) gives a row of NaN: the op cannot report it.
+	Gather(table, idx *Tensor) *Tensor
 	// Rows gathers rows of x viewed as [R, D] (D the last dimension) and
 	// returns [len(idx), D].
 	Rows(x *Tensor, idx []int) *Tensor
@@ -305,8 +316,44 @@ type Backend interface {
 	// removes it.
 	SumAxis(x *Tensor, axis int) *Tensor
 
-	// Edit changes t in place as e says: the one op that writes into its
-	// input. e.Source may be a host tensor or one of this backend's. It
-	// panics when the box reaches outside t or its source (Edit.Check).
+	// Edit changes t in place as e says: one of the two ops that write
+	// into their input. e.Source may be a host tensor or one of this
+	// backend's. It panics when the box reaches outside t or its source
+	// (Edit.Check).
 	Edit(t *Tensor, e Edit)
+	// SetRowsAt writes src [B, T, ...] into dst [B, R, ...] in place, at
+	// rows at..at+T-1 of dimension 1, where at is the value of the
+	// one-element tensor at (an integer, as float32), read when the op
+	// runs: a KV cache's write at a decode step's position. Rows outside
+	// [0, R) are not written.
+	SetRowsAt(dst, src, at *Tensor)
+}
+
+// Graph is a sequence of a backend's ops recorded once (Capturer) and run
+// again as a whole, each time on the values its tensors hold then.
+type Graph interface {
+	// Replay runs the recorded ops. Like any op, it reports errors
+	// through the backend's Sync.
+	Replay()
+	// Close releases the graph and the memory of the tensors that its
+	// recorded ops returned; those tensors must not be used afterwards.
+	Close() error
+}
+
+// Capturer is a Backend that records ops as a Graph: engine/gpu captures
+// them as a CUDA graph, so that a replay is one launch for the device
+// instead of one per op. A step that a graph replays reads whatever
+// varies between replays (a token, a position) from tensors written
+// before each Replay (Gather, SetRowsAt, AttnMask.QueryOffsetAt).
+type Capturer interface {
+	Backend
+	// Capture calls record, whose ops are recorded, not run, and returns
+	// them as a graph. The tensors the ops return keep the memory the
+	// graph writes and hold each Replay's results. record must not read
+	// values back (ToHost, Sync), copy host data in (FromHost, an Edit
+	// with a host source) or allocate what outlives the graph, and no
+	// other goroutine may use the backend until Capture returns. Capture
+	// may call record more than once (the first call finding the memory
+	// the ops need), so record must change nothing but the backend's ops.
+	Capture(record func()) (Graph, error)
 }

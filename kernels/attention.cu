@@ -6,7 +6,9 @@
 // scores, pattern [B, H, Tq, Tk]; z [B, Tq, H, Dh]. Key j is forbidden for
 // query i of sequence b when keyValid != NULL and keyValid[b·Tk + j] == 0,
 // or when causal != 0 and j > i + qoff (qoff: keys cached before this
-// step's queries).
+// step's queries, plus fx_index(*qoffAt) when qoffAt is not NULL: the
+// position of a decode step that a CUDA graph replays; when that value is
+// not an index, every key is forbidden, as on the CPU).
 //
 // Reference: engine/cpu (attention.go, grad.go). Sums are float32 in index
 // order (fused multiply-adds where the CPU rounds each product); entries of
@@ -31,11 +33,21 @@
 
 typedef unsigned long long u64;
 
+// fx_query_offset is qoff plus the index at qoffAt (when not NULL), or
+// -2^30 (every key forbidden) when that value is not an index.
+FX_DEV int fx_query_offset(int qoff, const float* qoffAt) {
+  if (!qoffAt) return qoff;
+  const int at = fx_index(*qoffAt);
+  return at < 0 ? -(1 << 30) : qoff + at;
+}
+
 // fx_attn_scores: s[b,h,i,j] = (Σ_d q[b,i,h,d]·k[b,j,h,d])·scale, or -Inf
 // where key j is forbidden for query i.
 extern "C" __global__ void fx_attn_scores(float* s, const float* q, const float* k, const int* keyValid,
-                                          int B, int Tq, int Tk, int H, int Dh, float scale, int causal, int qoff) {
+                                          int B, int Tq, int Tk, int H, int Dh, float scale, int causal, int qoff,
+                                          const float* qoffAt) {
   if (B <= 0 || Tq <= 0 || Tk <= 0 || H <= 0) return;
+  qoff = fx_query_offset(qoff, qoffAt);
   long long total = (long long)B * H * Tq * Tk;
   if (total >= (1ll << 31)) return;
   for (unsigned e = bid_x() * bdim_x() + tid_x(); e < (unsigned)total; e += bdim_x() * gdim_x()) {
@@ -101,11 +113,12 @@ extern "C" __global__ void fx_attn_mix(float* z, const float* p, const float* v,
 extern "C" __global__ __launch_bounds__(128) void fx_attention(float* z, const float* q, const float* k,
                                                                const float* v, const int* keyValid, int B,
                                                                int Tq, int Tk, int H, int Dh, float scale,
-                                                               int causal, int qoff) {
+                                                               int causal, int qoff, const float* qoffAt) {
   __shared__ float Qs[FX_ATT_WARPS][FX_ATT_DMAX];
   __shared__ float Ks[FX_ATT_KT][FX_ATT_DMAX + 1];  // +1: lanes read column d of 32 rows
   __shared__ float Vs[FX_ATT_KT][FX_ATT_DMAX];
   if (Dh <= 0 || Dh > FX_ATT_DMAX || Tq <= 0 || Tk <= 0 || bdim_x() != 32 * FX_ATT_WARPS) return;
+  qoff = fx_query_offset(qoff, qoffAt);
   const unsigned b = bid_z(), h = bid_y();
   if (b >= (unsigned)B || h >= (unsigned)H) return;
   const int w = (int)warp_id(), lane = (int)lane_id();
@@ -495,7 +508,7 @@ FX_DEV void fx_at_tiled(float* sm, int* kok, float* wbad, float* z, const float*
 
 extern "C" __global__ __launch_bounds__(FX_AT_THREADS) void fx_attention_tiled(
     float* z, const float* q, const float* k, const float* v, const int* keyValid, int B, int Tq, int Tk, int H,
-    int Dh, float scale, int causal, int qoff) {
+    int Dh, float scale, int causal, int qoff, const float* qoffAt) {
   __shared__ __attribute__((aligned(16))) float sm[FX_AT_SMEM];
   __shared__ int kok[64];
   __shared__ float wbad[FX_AT_THREADS / 32];
@@ -503,6 +516,7 @@ extern "C" __global__ __launch_bounds__(FX_AT_THREADS) void fx_attention_tiled(
   if (bid_z() >= (unsigned)B || bid_y() >= (unsigned)H) return;
   const int BQ = Dh <= 64 ? 64 : 32;
   if ((long long)bid_x() * BQ >= Tq) return;  // the whole block
+  qoff = fx_query_offset(qoff, qoffAt);
   const bool vec = (Dh & 3) == 0 && (((unsigned long long)q | (unsigned long long)k | (unsigned long long)v) & 15) == 0;
   if (Dh <= 64)
     fx_at_tiled<8, 4, 1>(sm, kok, wbad, z, q, k, v, keyValid, Tq, Tk, H, Dh, scale, causal, qoff, vec);

@@ -1,5 +1,6 @@
-// copy.cu — fx's data movement: gathering rows (Embedding, Rows), copying
-// column ranges (SliceLast, Concat, ConcatLast), scattering rows back with
+// copy.cu — fx's data movement: gathering rows (Embedding, Rows, Gather),
+// copying column ranges (SliceLast, Concat, ConcatLast), writing rows at a
+// position read from the device (SetRowsAt), scattering rows back with
 // accumulation (ScatterRows), and summing over an axis (SumAxis).
 //
 // Reference: engine/cpu (gather.go, grad.go, elementwise.go). Copies are
@@ -22,6 +23,40 @@ extern "C" __global__ void fx_gather_rows(float* y, const float* x, const int* i
     int j = idx[r];
     if (j < 0) continue;
     y[(unsigned long long)r * (unsigned)D + c] = x[(unsigned long long)j * (unsigned)D + c];
+  }
+}
+
+// fx_gather_rows_at: fx_gather_rows with the indices as float32 values
+// (Gather): y[r, c] = x[fx_index(idx[r]), c], or NaN where that is not a
+// row of x [R, D].
+// Geometry: as fx_gather_rows.
+extern "C" __global__ void fx_gather_rows_at(float* y, const float* x, const float* idx, int n, int D, int R) {
+  unsigned c = bid_x() * bdim_x() + tid_x();
+  if (c >= (unsigned)D) return;
+  for (unsigned r = bid_y(); r < (unsigned)n; r += gdim_y()) {
+    int j = fx_index(idx[r]);
+    y[(unsigned long long)r * (unsigned)D + c] =
+        j >= 0 && j < R ? x[(unsigned long long)j * (unsigned)D + c] : __builtin_nanf("");
+  }
+}
+
+// fx_set_rows_at (SetRowsAt): dst[b, r0 + t, c] = src[b, t, c] for b < B,
+// t < T, c < inner, where r0 = fx_index(*at); dst is [B, R, inner], src
+// [B, T, inner]. Rows r0 + t outside [0, R) are not written, nor is any
+// when *at is not an index.
+// Geometry: block 256, grid (ceil(inner/256), min(B·T, 65535)), grid-stride
+// over the B·T rows along y.
+extern "C" __global__ void fx_set_rows_at(float* dst, const float* src, const float* at, int B, int R, int T,
+                                          int inner) {
+  unsigned c = bid_x() * bdim_x() + tid_x();
+  const int r0 = fx_index(*at);
+  if (c >= (unsigned)inner || r0 < 0) return;
+  for (unsigned bt = bid_y(); bt < (unsigned)B * (unsigned)T; bt += gdim_y()) {
+    unsigned b = bt / (unsigned)T, t = bt % (unsigned)T;
+    long long r = (long long)r0 + t;
+    if (r >= R) continue;
+    dst[((unsigned long long)b * (unsigned)R + r) * (unsigned)inner + c] =
+        src[(unsigned long long)bt * (unsigned)inner + c];
   }
 }
 

@@ -208,6 +208,14 @@ FX_DEV float fx_max(float a, float b) {
   return a > b ? a : b;
 }
 
+// fx_index is v as an index of a position tensor (engine.Backend's Gather,
+// SetRowsAt, AttnMask.QueryOffsetAt: integers held as float32), or -1 when
+// v is not an integer in [0, 2^24), where float32 holds every integer.
+FX_DEV int fx_index(float v) {
+  if (!(v >= 0.0f && v < 16777216.0f) || __builtin_truncf(v) != v) return -1;
+  return (int)v;
+}
+
 // Sums and maxima over a warp by butterfly: every lane gets the same bits
 // (a+b = b+a at every step).
 FX_DEV float warp_sum(float v) {

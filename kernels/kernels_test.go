@@ -30,7 +30,10 @@ var wantKernels = map[string][]string{
 		"fx_layernorm", "fx_layernorm_scale", "fx_layernorm_backward", "fx_add_layernorm", "fx_softmax",
 		"fx_softmax_backward",
 	},
-	"copy": {"fx_gather_rows", "fx_copy_cols", "fx_scatter_add_rows", "fx_sum_axis"},
+	"copy": {
+		"fx_gather_rows", "fx_gather_rows_at", "fx_set_rows_at", "fx_copy_cols", "fx_scatter_add_rows",
+		"fx_sum_axis",
+	},
 	"attention": {
 		"fx_attn_scores", "fx_attn_mix", "fx_attention", "fx_attention_tiled", "fx_head_result",
 		"fx_attn_scores_backward_dq", "fx_attn_scores_backward_dk",

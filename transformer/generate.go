@@ -53,7 +53,7 @@ type Generation struct {
 // Generate continues prompt with GPT-2, running each new token through the
 // KV cache; hooks see every step's activations (the prompt's at step 0, then
 // one position at a time, with HookCtx.Offset set).
-func (m *Model) Generate(ctx context.Context, prompt []int, opts GenerateOptions, hooks *Hooks) (*Generation, error) {
+func (m *Model) Generate(ctx context.Context, prompt []int, opts GenerateOptions, hooks *Hooks) (gen *Generation, err error) {
 	if m.GPT2 == nil {
 		return nil, fmt.Errorf("generate: %s is a %s model; only GPT-2 generates", m.Name, m.Config.ModelType)
 	}
@@ -70,40 +70,87 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opts GenerateOptions
 	}
 	pcg := rand.NewPCG(opts.Sampler.Seed, opts.Sampler.Seed^0x9e3779b97f4a7c15)
 	rng := rand.New(pcg)
-	gen := &Generation{Prompt: append([]int(nil), prompt...)}
-	cache := m.GPT2.NewKVCache()
+	gen = &Generation{Prompt: append([]int(nil), prompt...)}
+	if opts.MaxNewTokens == 0 {
+		return gen, nil
+	}
+	forward, done, err := m.stepper(prompt, opts, hooks)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if e := done(); e != nil && err == nil {
+			gen, err = nil, e
+		}
+	}()
 	next := prompt
 	for range opts.MaxNewTokens {
-		in, err := NewBatch([][]int{next}, nil)
-		if err != nil {
-			return nil, err
-		}
-		if err := m.check(in, cache.Len); err != nil {
-			return nil, err
-		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		r := &run{b: m.Backend, hooks: hooks}
-		logits := m.GPT2.forward(r, in, cache, true)
-		if r.err != nil {
-			return nil, r.err
+		row, cacheLen, err := forward(ctx, next)
+		if err != nil {
+			return nil, err
 		}
-		row := m.Backend.ToHost(logits)
-		if err := m.Backend.Sync(); err != nil {
-			return nil, fmt.Errorf("%s: %w", m.Backend.Name(), err)
-		}
-		row = row[len(row)-m.Config.VocabSize:]
 		state, _ := pcg.MarshalBinary()
 		tok := opts.Sampler.pick(row, rng)
 		gen.Tokens = append(gen.Tokens, tok)
-		gen.Steps = append(gen.Steps, Step{Token: tok, CacheLen: cache.Len, RNGState: state})
+		gen.Steps = append(gen.Steps, Step{Token: tok, CacheLen: cacheLen, RNGState: state})
 		if opts.StopAtEOS && tok == opts.EOS {
 			break
 		}
 		next = []int{tok}
 	}
 	return gen, nil
+}
+
+// stepFunc runs tokens after the cached ones and returns the last one's
+// logits and the cache's length after them.
+type stepFunc func(ctx context.Context, tokens []int) (logits []float32, cacheLen int, err error)
+
+// stepper returns Generate's step and what ends it (releasing a
+// Decoder's graph). Without hooks it is
+// a Decoder's (on a GPU, a replayed graph); with hooks, the forward pass
+// through a KV cache that calls them at every step.
+func (m *Model) stepper(prompt []int, opts GenerateOptions, hooks *Hooks) (stepFunc, func() error, error) {
+	if hooks.empty() {
+		dec, err := m.NewDecoder(len(prompt) + opts.MaxNewTokens)
+		if err != nil {
+			return nil, nil, err
+		}
+		step := func(ctx context.Context, tokens []int) ([]float32, int, error) {
+			var row []float32
+			var err error
+			if dec.Len() == 0 {
+				row, err = dec.Prefill(ctx, tokens)
+			} else {
+				row, err = dec.Step(ctx, tokens[0])
+			}
+			return row, dec.Len(), err
+		}
+		return step, dec.Close, nil
+	}
+	cache := m.GPT2.NewKVCache()
+	step := func(ctx context.Context, tokens []int) ([]float32, int, error) {
+		in, err := NewBatch([][]int{tokens}, nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := m.check(in, cache.Len); err != nil {
+			return nil, 0, err
+		}
+		r := &run{b: m.Backend, hooks: hooks}
+		logits := m.GPT2.forward(r, in, cache, true)
+		if r.err != nil {
+			return nil, 0, r.err
+		}
+		row := m.Backend.ToHost(logits)
+		if err := m.Backend.Sync(); err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", m.Backend.Name(), err)
+		}
+		return row[len(row)-m.Config.VocabSize:], cache.Len, nil
+	}
+	return step, func() error { return nil }, nil
 }
 
 // pick chooses the next token from one row of logits.

@@ -47,6 +47,9 @@ type Hooks struct {
 	byName map[string][]HookFunc
 }
 
+// empty reports whether h has no hook.
+func (h *Hooks) empty() bool { return h == nil || len(h.byName) == 0 }
+
 // NewHooks resolves hooks against the model's hook points. A pattern that
 // matches no hook point is an error wrapping ErrUnknownHook.
 func (m *Model) NewHooks(hooks ...HookSpec) (*Hooks, error) {

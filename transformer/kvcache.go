@@ -9,6 +9,10 @@ type KVCache struct {
 	Len    int
 	layers []kvLayer
 	valid  []int32 // [B, Len] key validity; nil when every key is real
+	// at, while a Decoder's step runs, is the step's position in the
+	// backend's memory: the keys and values are written there
+	// (SetRowsAt) and attention reads the whole capacity, masked by it.
+	at *engine.Tensor
 }
 
 // kvLayer is one block's cached keys and values, [B, Len, H, Dh]. With
@@ -43,8 +47,18 @@ func (c *KVCache) Values(i int) *engine.Tensor { return c.layers[i].V }
 const minKVCapacity = 16
 
 // append adds this step's k and v [B, T, H, Dh] and returns the keys and
-// values of every position so far.
-func (l *kvLayer) append(b engine.Backend, k, v *engine.Tensor) (*engine.Tensor, *engine.Tensor) {
+// values of every position so far. With at (a Decoder's step: one
+// sequence, a capacity that suffices) it writes them at the position at
+// holds and returns the whole capacity, whose rows past the step the
+// attention mask forbids.
+func (l *kvLayer) append(b engine.Backend, k, v, at *engine.Tensor) (*engine.Tensor, *engine.Tensor) {
+	if at != nil {
+		H, Dh := k.Dim(2), k.Dim(3)
+		b.SetRowsAt(l.capK, k, at)
+		b.SetRowsAt(l.capV, v, at)
+		c := l.capK.Dim(1)
+		return b.View(l.capK, 1, c, H, Dh), b.View(l.capV, 1, c, H, Dh)
+	}
 	if k.Dim(0) != 1 {
 		if l.K == nil {
 			l.K, l.V = k, v

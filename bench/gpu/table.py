@@ -99,7 +99,8 @@ def main():
     model_rows = [
         ("GPT2SmallForward/%s/B=1,T=128", "GPT2SmallForward/B=1,T=128/%s/attn=sdpa", "ms/op"),
         ("GPT2SmallForward/%s/B=8,T=512", "GPT2SmallForward/B=8,T=512/%s/attn=sdpa", "ms/op"),
-        ("GPT2SmallDecodeStep/%s/cache=128", "GPT2SmallDecodeStep/cache=128/%s/attn=sdpa", "ms/step"),
+        ("GPT2SmallDecodeStep/%s/eager/cache=128", "GPT2SmallDecodeStep/cache=128/%s/attn=sdpa", "ms/step"),
+        ("GPT2SmallDecodeStep/%s/graph/cache=128", "GPT2SmallDecodeStep/cache=128/%s/attn=sdpa", "ms/step"),
         ("BERTBaseClassify/%s/B=32,T=128", "BERTBaseCls/B=32,T=128/%s/attn=sdpa", "ms/op"),
     ]
     for fxname, tname, unit in model_rows:
@@ -112,9 +113,12 @@ def main():
             c = torch_ms(torch, tname % tprec + "/compile")
             extra = ""
             if unit == "ms/step":
-                lp = fx.get("Benchmark" + fxname % prec, {}).get("launches/step")
-                if lp is not None:
-                    extra = " (%d launches)" % lp
+                r = fx.get("Benchmark" + fxname % prec, {})
+                if r.get("launches/step") is not None:
+                    extra = " (%d launches" % r["launches/step"]
+                    if r.get("capture-ms") is not None:
+                        extra += ", capture %s ms" % fmt(r["capture-ms"])
+                    extra += ")"
             print("| %s%s | %s | %s | %s | %s | %s | %s |" % (
                 fxname.replace("/%s", ""), extra, prec, fmt(f), fmt(t),
                 fmt(f / t) if f and t else "—", fmt(c), fmt(f / c) if f and c else "—"))

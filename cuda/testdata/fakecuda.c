@@ -7,7 +7,8 @@
 // so that engine/gpu runs whole on the CPU. It checks what the real driver
 // would refuse: a call that needs a context without the retained primary
 // context current on the calling thread, a launch with too much shared
-// memory, a copy while a stream is capturing, a kernel the module lacks.
+// memory, a copy, memset or allocation while a stream is capturing, a
+// kernel the module lacks.
 //
 // Build: cc -shared -fPIC -I.. -o DIR/libcuda.so.1 fakecuda.c
 // -DFX_FAKE_OMIT_GRAPH_DESTROY leaves cuGraphDestroy out; the environment
@@ -360,9 +361,15 @@ CUresult cuLaunchKernel(CUfunction fn, unsigned int gx, unsigned int gy,
 	return SUCCESS;
 }
 
+// capturing counts the streams capturing: the real driver refuses
+// cuMemAlloc on the thread of a capture in thread-local mode, and this one
+// on any thread, which is stricter.
+static int capturing;
+
 CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
 	NEED_CTX();
 	if (bytes == 0) return INVALID_VALUE;
+	if (__atomic_load_n(&capturing, __ATOMIC_SEQ_CST) > 0) return STREAM_CAPTURE_UNSUPPORTED;
 	void *p = malloc(bytes);
 	if (p == NULL) return OUT_OF_MEMORY;
 	*ptr = (CUdeviceptr)(uintptr_t)p;
@@ -480,7 +487,9 @@ CUresult cuStreamBeginCapture_v2(CUstream stream, int mode) {
 	if (stream == NULL) return STREAM_CAPTURE_UNSUPPORTED;
 	if (stream->capture != NULL || mode < 0 || mode > 2) return INVALID_VALUE;
 	stream->capture = calloc(1, sizeof *stream->capture);
-	return stream->capture == NULL ? OUT_OF_MEMORY : SUCCESS;
+	if (stream->capture == NULL) return OUT_OF_MEMORY;
+	__atomic_add_fetch(&capturing, 1, __ATOMIC_SEQ_CST);
+	return SUCCESS;
 }
 
 CUresult cuStreamEndCapture(CUstream stream, CUgraph *graph) {
@@ -488,6 +497,7 @@ CUresult cuStreamEndCapture(CUstream stream, CUgraph *graph) {
 	if (stream == NULL || stream->capture == NULL) return INVALID_VALUE;
 	*graph = stream->capture;
 	stream->capture = NULL;
+	__atomic_sub_fetch(&capturing, 1, __ATOMIC_SEQ_CST);
 	return SUCCESS;
 }
 

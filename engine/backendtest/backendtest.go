@@ -41,6 +41,9 @@ func Run(t *testing.T, b engine.Backend) {
 	t.Run("Tanh", s.testTanh)
 	t.Run("Add", s.testAdd)
 	t.Run("Embedding", s.testEmbedding)
+	t.Run("Gather", s.testGather)
+	t.Run("SetRowsAt", s.testSetRowsAt)
+	t.Run("QueryOffsetAt", s.testQueryOffsetAt)
 	t.Run("Rows", s.testRows)
 	t.Run("SliceLast", s.testSliceLast)
 	t.Run("Concat", s.testConcat)
@@ -560,6 +563,118 @@ func (s *suite) testEmbedding(t *testing.T) {
 	}
 }
 
+// testGather checks Gather against the rows of the table, and a row of
+// NaN for each index that is not a row: negative, past the end, not an
+// integer, NaN.
+func (s *suite) testGather(t *testing.T) {
+	r := rng(t)
+	const rows, d = 50, 15
+	table := s.randIn(r, rows, d)
+	nan := float32(math.NaN())
+	tests := []struct {
+		name string
+		idx  []float32
+	}{
+		{"one", []float32{7}},
+		{"repeats and ends", []float32{0, 49, 3, 3, 17, 0}},
+		{"not rows", []float32{50, -1, 2.5, nan, 1 << 24, 4}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			idx := s.in(tc.idx, len(tc.idx))
+			got := s.host(t, s.b.Gather(table.t, idx.t), []int{len(tc.idx), d})
+			for i, f := range tc.idx {
+				row := got[i*d : (i+1)*d]
+				if f >= 0 && f < rows && f == float32(int(f)) {
+					assert.Equal(t, table.vals[int(f)*d:int(f+1)*d], row, "index %v", f)
+					continue
+				}
+				for c, v := range row {
+					assert.True(t, math.IsNaN(float64(v)), "index %v, column %d: %v, want NaN", f, c, v)
+				}
+			}
+			s.unchanged(t, table, idx)
+		})
+	}
+}
+
+// testSetRowsAt checks SetRowsAt against a copy by hand: rows written at
+// the position, in every sequence, none past the end, none when the
+// position is not an index.
+func (s *suite) testSetRowsAt(t *testing.T) {
+	const nb, rows, steps, inner = 2, 6, 2, 6
+	tests := []struct {
+		name string
+		at   float32
+	}{
+		{"first", 0},
+		{"middle", 3},
+		{"last two", 4},
+		{"partly past the end", 5},
+		{"past the end", 6},
+		{"negative", -1},
+		{"not an integer", 1.5},
+		{"NaN", float32(math.NaN())},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rng(t)
+			dst := s.randIn(r, nb, rows, 3, 2)
+			src := s.randIn(r, nb, steps, 3, 2)
+			at := s.in([]float32{tc.at}, 1)
+			want := slices.Clone(dst.vals)
+			if tc.at >= 0 && tc.at == float32(int(tc.at)) {
+				for b := range nb {
+					for i := range steps {
+						if row := int(tc.at) + i; row < rows {
+							copy(want[(b*rows+row)*inner:(b*rows+row+1)*inner], src.vals[(b*steps+i)*inner:(b*steps+i+1)*inner])
+						}
+					}
+				}
+			}
+			s.b.SetRowsAt(dst.t, src.t, at.t)
+			s.exact(t, dst.t, []int{nb, rows, 3, 2}, want)
+			s.unchanged(t, src, at)
+		})
+	}
+}
+
+// testQueryOffsetAt checks that an attention whose offset is read from a
+// tensor gives the bits of the same offset given as a number, split
+// between the two or not, and that a value that is not an index masks
+// every key.
+func (s *suite) testQueryOffsetAt(t *testing.T) {
+	r := rng(t)
+	const nb, tq, tk, h, dh = 1, 2, 9, 2, 16
+	q := s.randIn(r, nb, tq, h, dh)
+	k := s.randIn(r, nb, tk, h, dh)
+	v := s.randIn(r, nb, tk, h, dh)
+	scale := float32(0.25)
+	for _, c := range []struct{ offset, at int }{{0, 5}, {2, 3}, {0, 0}, {4, 4}} {
+		t.Run(fmt.Sprintf("offset %d at %d", c.offset, c.at), func(t *testing.T) {
+			at := s.in([]float32{float32(c.at)}, 1)
+			byNumber := engine.AttnMask{Causal: true, QueryOffset: c.offset + c.at}
+			byTensor := engine.AttnMask{Causal: true, QueryOffset: c.offset, QueryOffsetAt: at.t}
+			zShape, sShape := []int{nb, tq, h, dh}, []int{nb, h, tq, tk}
+			s.exact(t, s.b.Attention(q.t, k.t, v.t, scale, byTensor), zShape,
+				s.host(t, s.b.Attention(q.t, k.t, v.t, scale, byNumber), zShape))
+			s.exact(t, s.b.AttnScores(q.t, k.t, scale, byTensor), sShape,
+				s.host(t, s.b.AttnScores(q.t, k.t, scale, byNumber), sShape))
+			s.unchanged(t, q, k, v, at)
+		})
+	}
+	t.Run("not an index", func(t *testing.T) {
+		at := s.in([]float32{float32(math.NaN())}, 1)
+		mask := engine.AttnMask{Causal: true, QueryOffset: 3, QueryOffsetAt: at.t}
+		s.exact(t, s.b.Attention(q.t, k.t, v.t, scale, mask), []int{nb, tq, h, dh}, make([]float32, nb*tq*h*dh))
+		inf := make([]float32, nb*h*tq*tk)
+		for i := range inf {
+			inf[i] = float32(math.Inf(-1))
+		}
+		s.exact(t, s.b.AttnScores(q.t, k.t, scale, mask), []int{nb, h, tq, tk}, inf)
+	})
+}
+
 func (s *suite) testRows(t *testing.T) {
 	r := rng(t)
 	x := s.randIn(r, 2, 3, 5) // six rows of five
@@ -1046,6 +1161,15 @@ func (s *suite) testPanics(t *testing.T) {
 			s.b.Edit(s.randIn(r, 2, 5).t, e)
 		}},
 		{"View too long", func() { s.b.View(x.t, 3, 5) }},
+		{"Gather table rank", func() { s.b.Gather(s.randIn(r, 5).t, s.randIn(r, 1).t) }},
+		{"Gather idx rank", func() { s.b.Gather(x.t, s.randIn(r, 1, 1).t) }},
+		{"SetRowsAt batch", func() { s.b.SetRowsAt(s.randIn(r, 2, 4, 3).t, s.randIn(r, 1, 1, 3).t, s.randIn(r, 1).t) }},
+		{"SetRowsAt row size", func() { s.b.SetRowsAt(s.randIn(r, 1, 4, 3).t, s.randIn(r, 1, 1, 2).t, s.randIn(r, 1).t) }},
+		{"SetRowsAt at", func() { s.b.SetRowsAt(s.randIn(r, 1, 4, 3).t, s.randIn(r, 1, 1, 3).t, s.randIn(r, 2).t) }},
+		{"Attention QueryOffsetAt", func() {
+			qkv := s.randIn(r, 1, 2, 1, 4).t
+			s.b.Attention(qkv, qkv, qkv, 1, engine.AttnMask{Causal: true, QueryOffsetAt: s.randIn(r, 2).t})
+		}},
 		{"View negative", func() { s.b.View(x.t, -1) }},
 		{"Edit source outside", func() {
 			e := engine.Edit{Mode: engine.EditSet, Dims: [engine.MaxEditDims]int{1, 1, 1, 2, 5}, Strides: [engine.MaxEditDims]int{0, 0, 0, 5, 1},

@@ -13,6 +13,7 @@ func (b *Backend) AttnScores(q, k *engine.Tensor, scale float32, mask engine.Att
 	qd, kd := host("AttnScores", q), host("AttnScores", k)
 	dims, err := engine.CheckAttnScores(q, k, mask)
 	must(err)
+	mask = resolveOffset("AttnScores", mask)
 	a := newAttnShape(dims, b.simd)
 	nb, tq, tk, h, dh := a.nb, a.tq, a.tk, a.h, a.dh
 	out := output(nb, h, tq, tk)
@@ -24,6 +25,26 @@ func (b *Backend) AttnScores(q, k *engine.Tensor, scale float32, mask engine.Att
 	})
 	return out
 }
+
+// resolveOffset returns mask with the value of mask.QueryOffsetAt added
+// to QueryOffset. A value that is not an index (indexValue) masks every
+// key of a causal mask, as the GPU's kernels do.
+func resolveOffset(op string, mask engine.AttnMask) engine.AttnMask {
+	if mask.QueryOffsetAt == nil {
+		return mask
+	}
+	if v, ok := indexValue(host(op, mask.QueryOffsetAt)[0]); ok {
+		mask.QueryOffset += v
+	} else {
+		mask.QueryOffset = invalidQueryOffset
+	}
+	mask.QueryOffsetAt = nil
+	return mask
+}
+
+// invalidQueryOffset is the query offset of a QueryOffsetAt that holds no
+// index: far enough below any query that a causal mask forbids every key.
+const invalidQueryOffset = -(1 << 30)
 
 // attnShape is the shape of an attention: batch, queries, keys, heads and
 // the head size, and the SIMD kernels to use (nil: pure Go; they give the
@@ -153,6 +174,7 @@ func (b *Backend) Attention(q, k, v *engine.Tensor, scale float32, mask engine.A
 	qd, kd, vd := host("Attention", q), host("Attention", k), host("Attention", v)
 	dims, err := engine.CheckAttention(q, k, v, mask)
 	must(err)
+	mask = resolveOffset("Attention", mask)
 	a := newAttnShape(dims, b.simd)
 	nb, tq, tk, h, dh := a.nb, a.tq, a.tk, a.h, a.dh
 	out := output(nb, tq, h, dh)

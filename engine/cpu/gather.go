@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"math"
 	"slices"
 
 	"github.com/modelforensics/fx/engine"
@@ -17,6 +18,54 @@ func (b *Backend) Embedding(table *engine.Tensor, ids []int32) *engine.Tensor {
 		copy(od[i*d:(i+1)*d], td[int(id)*d:int(id+1)*d])
 	}
 	return out
+}
+
+// Gather implements engine.Backend: Embedding with the ids in a tensor.
+func (b *Backend) Gather(table, idx *engine.Tensor) *engine.Tensor {
+	td, ids := host("Gather", table), host("Gather", idx)
+	must(engine.CheckGather(table, idx))
+	v, d := table.Dim(0), table.Dim(1)
+	out := output(len(ids), d)
+	od := out.Host()
+	for i, f := range ids {
+		row := od[i*d : (i+1)*d]
+		id, ok := indexValue(f)
+		if !ok || id >= v {
+			for c := range row {
+				row[c] = float32(math.NaN())
+			}
+			continue
+		}
+		copy(row, td[id*d:(id+1)*d])
+	}
+	return out
+}
+
+// SetRowsAt implements engine.Backend.
+func (b *Backend) SetRowsAt(dst, src, at *engine.Tensor) {
+	dd, sd, ad := host("SetRowsAt", dst), host("SetRowsAt", src), host("SetRowsAt", at)
+	must(engine.CheckSetRowsAt(dst, src, at))
+	r0, ok := indexValue(ad[0])
+	if !ok {
+		return
+	}
+	nb, rows, t := dst.Dim(0), dst.Dim(1), src.Dim(1)
+	inner := engine.NumElements(dst.Shape()[2:])
+	for bi := range nb {
+		for ti := range min(t, rows-r0) {
+			s := (bi*t + ti) * inner
+			copy(dd[(bi*rows+r0+ti)*inner:], sd[s:s+inner])
+		}
+	}
+}
+
+// indexValue returns v as an index, and whether it is one: an integer
+// value in [0, 2^24), where float32 holds every integer.
+func indexValue(v float32) (int, bool) {
+	if !(v >= 0 && v < 1<<24) || v != float32(math.Trunc(float64(v))) {
+		return 0, false
+	}
+	return int(v), true
 }
 
 // Rows gathers rows of x viewed as [R, D] (D the last dimension) and returns

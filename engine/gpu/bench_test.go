@@ -167,10 +167,16 @@ func BenchmarkBERTBaseClassify(b *testing.B) {
 }
 
 // BenchmarkGPT2SmallDecodeStep times one greedy decode step through the KV
-// cache after a 128-token prompt, batch 1, as bench/cpubench does:
-// (Generate of 17 new tokens − Generate of 1) / 16. It reports the kernel
-// launches per step too.
+// cache after a 128-token prompt, batch 1, with the launches per step:
+//   - eager: each op launched as it comes (Generate with a hook, a no-op
+//     at hook_embed), as bench/cpubench does: (Generate of 17 new tokens
+//     − Generate of 1) / 16;
+//   - graph: a Decoder's steps, the step captured once as a CUDA graph and
+//     replayed (what Generate without hooks runs): the mean of 16 steps
+//     after the capture, each step's logits copied back, with the
+//     capture's own time.
 func BenchmarkGPT2SmallDecodeStep(b *testing.B) {
+	ctx := context.Background()
 	for _, prec := range precisions {
 		g := newBackend(b, gpu.Options{MatMul: prec})
 		m := transformertest.GPT2Small(b, g)
@@ -179,10 +185,12 @@ func BenchmarkGPT2SmallDecodeStep(b *testing.B) {
 		for i, id := range prompt {
 			toks[i] = int(id)
 		}
-		b.Run(fmt.Sprintf("%s/cache=128", prec), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%s/eager/cache=128", prec), func(b *testing.B) {
+			hooks, err := m.NewHooks(transformer.Hook("hook_embed", func(*engine.Tensor, *transformer.HookCtx) error { return nil }))
+			require.NoError(b, err)
 			generate := func(n int) time.Duration {
 				start := time.Now()
-				_, err := m.Generate(context.Background(), toks, transformer.GenerateOptions{MaxNewTokens: n}, nil)
+				_, err := m.Generate(ctx, toks, transformer.GenerateOptions{MaxNewTokens: n}, hooks)
 				require.NoError(b, err)
 				return time.Since(start)
 			}
@@ -200,6 +208,38 @@ func BenchmarkGPT2SmallDecodeStep(b *testing.B) {
 			step := (many - one).Seconds() / float64(b.N) / 16
 			b.ReportMetric(step*1e3, "ms/step")
 			b.ReportMetric(float64((l2-l1)-(l1-l0))/float64(b.N)/16, "launches/step")
+		})
+		b.Run(fmt.Sprintf("%s/graph/cache=128", prec), func(b *testing.B) {
+			const steps = 16
+			var stepTime, capture time.Duration
+			var launches int64
+			for range b.N {
+				dec, err := m.NewDecoder(len(toks) + steps + 2)
+				require.NoError(b, err)
+				_, err = dec.Prefill(ctx, toks)
+				require.NoError(b, err)
+				_, err = dec.Step(ctx, 1) // uncaptured: makes what lasts
+				require.NoError(b, err)
+				start := time.Now()
+				_, err = dec.Step(ctx, 2) // captured, then replayed
+				require.NoError(b, err)
+				capture += time.Since(start)
+				captured, err := dec.Captured()
+				require.NoError(b, err)
+				require.True(b, captured, "the step was not captured")
+				l0 := g.Launches()
+				start = time.Now()
+				for i := range steps {
+					_, err := dec.Step(ctx, 3+i)
+					require.NoError(b, err)
+				}
+				stepTime += time.Since(start)
+				launches += g.Launches() - l0
+				require.NoError(b, dec.Close())
+			}
+			b.ReportMetric(stepTime.Seconds()*1e3/float64(b.N*steps), "ms/step")
+			b.ReportMetric(float64(launches)/float64(b.N*steps), "launches/step")
+			b.ReportMetric(capture.Seconds()*1e3/float64(b.N), "capture-ms")
 		})
 	}
 }

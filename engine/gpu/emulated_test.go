@@ -13,7 +13,7 @@ import (
 
 // TestEmulatedDevice runs this package's device tests on the emulated
 // device (cuda/cudatest; card-sized cases left out): every op on every
-// precision, models, interventions, gradients and generation against the
+// precision, graph capture, models, interventions, gradients and generation against the
 // CPU backend, through the Go code and the kernels that run on a card.
 // MatMul's edge shapes, BF16's shapes and AddLayerNorm's bits run on a
 // sample of their grids (ThinOnEmulator); FX_EMULATED_FULL=1 runs them
@@ -21,5 +21,5 @@ import (
 func TestEmulatedDevice(t *testing.T) {
 	cudatest.Rerun(t, "^(TestConformance|TestOpsMatchCPU|TestEditMatchesCPU|TestToHostAsync|TestModelsMatchCPU|"+
 		"TestInterventionsMatchCPU|TestGradientsMatchCPU|TestGenerateMatchesCPU|"+
-		"TestAddLayerNormBits|TestMatMulEdgesOnDevice|TestMatMulBF16OnDevice)$")
+		"TestAddLayerNormBits|TestMatMulEdgesOnDevice|TestMatMulBF16OnDevice|TestCapture)$")
 }

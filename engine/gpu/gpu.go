@@ -95,10 +95,11 @@ type Backend struct {
 	rec    recordKernels // record.go
 	pool   *pool
 
-	mu       sync.Mutex // guards args, err and launches
-	args     cuda.Args
-	err      error
-	launches int64
+	mu        sync.Mutex // guards args, err, launches and capturing
+	args      cuda.Args
+	err       error
+	launches  int64
+	capturing *capture // graph.go; nil unless Capture is recording
 }
 
 // New opens the CUDA driver, makes device opts.Ordinal's primary context
@@ -226,8 +227,15 @@ func must(err error) {
 	}
 }
 
-// fail keeps the first error met; b.mu is held.
+// fail keeps the first error met; b.mu is held. While Capture records,
+// the error fails the capture, not the backend.
 func (b *Backend) fail(op string, err error) {
+	if c := b.capturing; c != nil {
+		if c.err == nil {
+			c.err = fmt.Errorf("%s: %w", op, err)
+		}
+		return
+	}
 	if b.err == nil {
 		b.err = fmt.Errorf("gpu: %s: %w", op, err)
 	}
@@ -241,9 +249,14 @@ func (b *Backend) alloc(op string, shape ...int) *engine.Tensor {
 }
 
 // allocBytes returns a pool block of at least n bytes; b.mu is held.
+// While Capture records, the block belongs to the graph (captureAlloc)
+// and is not poisoned.
 func (b *Backend) allocBytes(op string, n int, poison bool) *buffer {
 	if n == 0 || b.err != nil {
 		return nil
+	}
+	if b.capturing != nil {
+		return b.captureAlloc(n)
 	}
 	buf, err := b.pool.get(n)
 	if err != nil {
@@ -254,6 +267,17 @@ func (b *Backend) allocBytes(op string, n int, poison bool) *buffer {
 		b.memset(op, buf.ptr, 0x7fc00000, n/4)
 	}
 	return buf
+}
+
+// allocLasting is allocBytes for memory that outlives the op that makes
+// it (a workspace, a converted weight), which a graph must not own; while
+// Capture records it fails the capture. b.mu is held.
+func (b *Backend) allocLasting(op string, n int) *buffer {
+	if b.capturing != nil {
+		b.fail(op, fmt.Errorf("%d bytes of lasting memory asked for while capturing; run the ops once before Capture", n))
+		return nil
+	}
+	return b.allocBytes(op, n, false)
 }
 
 // memset fills n 32-bit words at p with value; b.mu is held.

@@ -399,3 +399,61 @@ func TestAddLayerNormBits(t *testing.T) {
 		})
 	}
 }
+
+// TestCapture checks a captured graph against the values its ops must
+// give: each replay reads the index it gathers and writes at from device
+// memory, as a decode step reads its token and position, and advances it;
+// a replay counts as one launch. An op that cannot be captured fails the
+// capture, not the backend, and a panic while recording ends the capture.
+func TestCapture(t *testing.T) {
+	g := newBackend(t, gpu.Options{})
+	r := seed(t)
+	const rows, d = 10, 8
+	tableVals := randn(r, rows*d, 1)
+	table := g.FromHost(tableVals, rows, d)
+	idx := g.Zeros(1)
+	dst := g.Zeros(1, 6, d)
+	one := [engine.MaxEditDims]int{1, 1, 1, 1, 1}
+	var doubled *engine.Tensor
+	graph, err := g.Capture(func() {
+		row := g.Gather(table, idx)
+		g.SetRowsAt(dst, row.Reshape(1, 1, d), idx)
+		doubled = g.Add(row, row)
+		g.Edit(idx, engine.Edit{Mode: engine.EditAdd, Value: 1, Dims: one})
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 4, graph.(*gpu.Graph).Kernels(), "kernels in the graph")
+	assert.Equal(t, []float32{0}, g.ToHost(idx), "capture ran nothing")
+
+	before := g.Launches()
+	for i := range 7 {
+		graph.Replay()
+		got := g.ToHost(doubled)
+		require.NoError(t, g.Sync())
+		for c := range d {
+			if i < rows {
+				assert.Equal(t, 2*tableVals[i*d+c], got[c], "replay %d, column %d", i, c)
+			}
+		}
+	}
+	assert.Equal(t, before+7, g.Launches(), "one launch a replay")
+	want := make([]float32, 6*d)
+	copy(want, tableVals[:6*d]) // replay 6 wrote past the end: nothing
+	assert.Equal(t, want, g.ToHost(dst))
+	require.NoError(t, graph.Close())
+
+	_, err = g.Capture(func() { g.ToHost(table) })
+	require.Error(t, err, "a copy back cannot be captured")
+	assert.Contains(t, err.Error(), "ToHost")
+	assert.Panics(t, func() { g.Capture(func() { panic("record failed") }) })
+	require.NoError(t, g.Sync(), "the backend stays usable")
+	graph, err = g.Capture(func() { doubled = g.Add(table, table) })
+	require.NoError(t, err)
+	graph.Replay()
+	got := g.ToHost(doubled)
+	require.NoError(t, g.Sync())
+	for i, v := range tableVals {
+		assert.Equal(t, 2*v, got[i])
+	}
+	require.NoError(t, graph.Close())
+}

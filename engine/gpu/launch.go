@@ -18,6 +18,7 @@ type kernelSet struct {
 	addLayerNorm                                    cuda.Function
 	softmax, softmaxBackward                        cuda.Function
 	gatherRows, copyCols, scatterAddRows, sumAxis   cuda.Function
+	gatherRowsAt, setRowsAt                         cuda.Function
 	attnScores, attnMix, attention, headResult      cuda.Function
 	attentionTiled                                  cuda.Function
 	attnScoresBackwardDQ, attnScoresBackwardDK      cuda.Function
@@ -45,6 +46,7 @@ func (k *kernelSet) load(ctx *cuda.Context) error {
 		"fx_layernorm_backward": &k.layerNormBackward, "fx_add_layernorm": &k.addLayerNorm,
 		"fx_softmax": &k.softmax, "fx_softmax_backward": &k.softmaxBackward,
 		"fx_gather_rows": &k.gatherRows, "fx_copy_cols": &k.copyCols,
+		"fx_gather_rows_at": &k.gatherRowsAt, "fx_set_rows_at": &k.setRowsAt,
 		"fx_scatter_add_rows": &k.scatterAddRows, "fx_sum_axis": &k.sumAxis,
 		"fx_attn_scores": &k.attnScores, "fx_attn_mix": &k.attnMix, "fx_attention": &k.attention,
 		"fx_attention_tiled":          &k.attentionTiled,
@@ -143,7 +145,11 @@ func (b *Backend) launchShared(op string, f cuda.Function, grid, block cuda.Dim3
 	if b.err != nil {
 		return
 	}
-	b.launches++
+	if b.capturing != nil {
+		b.capturing.kernels++
+	} else {
+		b.launches++
+	}
 	if err := b.stream.Launch(f, grid, block, shared, a.args, a.n); err != nil {
 		b.fail(op, err)
 	}

@@ -283,12 +283,12 @@ func (b *Backend) matmulLaunch(p matmulPlan, yp, xp, wp, bp cuda.DevicePtr, m, n
 func (b *Backend) matmulWorkspace(n int) cuda.DevicePtr {
 	ws := b.k.matmulWorkspace
 	if ws == nil || ws.size < n {
-		if ws = b.allocBytes("MatMul", n, false); ws == nil {
+		if ws = b.allocLasting("MatMul", n); ws == nil {
 			return 0
 		}
 		b.k.matmulWorkspace = ws
 	}
-	if b.opts.Poison {
+	if b.opts.Poison && b.capturing == nil {
 		b.memset("MatMul", ws.ptr, 0x7fc00000, n/4)
 	}
 	return ws.ptr

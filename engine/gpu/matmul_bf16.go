@@ -97,7 +97,7 @@ func (c *bf16Cache) get(b *Backend, w *buffer, n, k int, transW bool) *bf16Weigh
 		}
 	}
 	kp := (k + 7) &^ 7
-	e := &bf16Weight{buf: b.allocBytes("MatMul", 2*n*kp, false), n: n, k: k, kp: kp, transW: transW}
+	e := &bf16Weight{buf: b.allocLasting("MatMul", 2*n*kp), n: n, k: k, kp: kp, transW: transW}
 	if e.buf == nil {
 		return e // the error is kept
 	}

@@ -111,6 +111,38 @@ func (b *Backend) Embedding(table *engine.Tensor, ids []int32) *engine.Tensor {
 	return b.gather("Embedding", table, ids, table.Dim(1))
 }
 
+// Gather implements engine.Backend with fx_gather_rows_at.
+func (b *Backend) Gather(table, idx *engine.Tensor) *engine.Tensor {
+	must(engine.CheckGather(table, idx))
+	n, d := idx.Len(), table.Dim(1)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.alloc("Gather", n, d)
+	if out.Len() == 0 {
+		return out
+	}
+	a := b.newArgs()
+	a.ptr(ptr("Gather", out)).ptr(ptr("Gather", table)).ptr(ptr("Gather", idx)).int(n).int(d).int(table.Dim(0))
+	b.launch("Gather", b.k.gatherRowsAt, dim(ceilDiv(d, 256), min(n, 65535), 1), dim(256, 1, 1), &a)
+	return out
+}
+
+// SetRowsAt implements engine.Backend with fx_set_rows_at.
+func (b *Backend) SetRowsAt(dst, src, at *engine.Tensor) {
+	must(engine.CheckSetRowsAt(dst, src, at))
+	nb, rows, t := dst.Dim(0), dst.Dim(1), src.Dim(1)
+	inner := engine.NumElements(dst.Shape()[2:])
+	if nb*t*inner == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.bf16.cache.invalidate(dst)
+	a := b.newArgs()
+	a.ptr(ptr("SetRowsAt", dst)).ptr(ptr("SetRowsAt", src)).ptr(ptr("SetRowsAt", at)).int(nb).int(rows).int(t).int(inner)
+	b.launch("SetRowsAt", b.k.setRowsAt, dim(ceilDiv(inner, 256), min(nb*t, 65535), 1), dim(256, 1, 1), &a)
+}
+
 // Rows implements engine.Backend.
 func (b *Backend) Rows(x *engine.Tensor, idx []int) *engine.Tensor {
 	must(engine.CheckRows(x, idx))
@@ -195,7 +227,8 @@ func (b *Backend) AttnScores(q, k *engine.Tensor, scale float32, mask engine.Att
 	valid, keep := b.uploadInt32("AttnScores", mask.KeyValid)
 	a := b.newArgs()
 	a.ptr(ptr("AttnScores", out)).ptr(ptr("AttnScores", q)).ptr(ptr("AttnScores", k)).ptr(valid).
-		int(nb).int(tq).int(tk).int(h).int(dh).f32(scale).bool(mask.Causal).int(mask.QueryOffset)
+		int(nb).int(tq).int(tk).int(h).int(dh).f32(scale).bool(mask.Causal).int(mask.QueryOffset).
+		ptr(ptr("AttnScores", mask.QueryOffsetAt))
 	grid, block := gridStride(out.Len())
 	b.launch("AttnScores", b.k.attnScores, grid, block, &a)
 	runtime.KeepAlive(keep)
@@ -269,7 +302,8 @@ func (b *Backend) Attention(q, k, v *engine.Tensor, scale float32, mask engine.A
 	valid, keep := b.uploadInt32("Attention", mask.KeyValid)
 	a := b.newArgs()
 	a.ptr(ptr("Attention", out)).ptr(ptr("Attention", q)).ptr(ptr("Attention", k)).ptr(ptr("Attention", v)).ptr(valid).
-		int(nb).int(tq).int(tk).int(h).int(dh).f32(scale).bool(mask.Causal).int(mask.QueryOffset)
+		int(nb).int(tq).int(tk).int(h).int(dh).f32(scale).bool(mask.Causal).int(mask.QueryOffset).
+		ptr(ptr("Attention", mask.QueryOffsetAt))
 	if nb > 65535 || h > 65535 {
 		panic(fmt.Sprintf("gpu: Attention: %d sequences of %d heads exceed the grid", nb, h))
 	}

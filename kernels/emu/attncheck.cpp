@@ -113,13 +113,13 @@ static void run(const Case& c) {
   const int BQ = Dh <= 64 ? 64 : 32;
   VF z(nq, 7.0f);  // every element must be written
   fx_emu_launch(D3((Tq + BQ - 1) / BQ + c.extraX, H, B), D3(128), [&] {
-    fx_attention_tiled(z.data(), q, k, v, kv, B, Tq, Tk, H, Dh, scale, c.causal, c.qoff);
+    fx_attention_tiled(z.data(), q, k, v, kv, B, Tq, Tk, H, Dh, scale, c.causal, c.qoff, nullptr);
   });
   check(std::string("fx_attention_tiled ") + tag, z.data(), want, 2e-6, &sc);
   if (!with_v1) return;
   VF z1(nq, 7.0f);
   fx_emu_launch(D3((Tq + 3) / 4, H, B), D3(128), [&] {
-    fx_attention(z1.data(), q, k, v, kv, B, Tq, Tk, H, Dh, scale, c.causal, c.qoff);
+    fx_attention(z1.data(), q, k, v, kv, B, Tq, Tk, H, Dh, scale, c.causal, c.qoff, nullptr);
   });
   check(std::string("fx_attention       ") + tag, z1.data(), want, 2e-6, &sc);
 }

@@ -80,6 +80,8 @@ const fake_kernel kernels[] = {
     FX_KERNEL(fx_attn_mix_backward_dp),
     FX_KERNEL(fx_attn_mix_backward_dv),
     FX_KERNEL(fx_gather_rows),
+    FX_KERNEL(fx_gather_rows_at),
+    FX_KERNEL(fx_set_rows_at),
     FX_KERNEL(fx_copy_cols),
     FX_KERNEL(fx_scatter_add_rows),
     FX_KERNEL(fx_sum_axis),

@@ -380,7 +380,7 @@ static void test_attention() {
     size_t ns = (size_t)B * H * Tq * Tk, nz = (size_t)B * Tq * H * Dh;
     VF s(ns);
     fx_emu_launch(D3(grid1(ns, 2)), D3(256), [&] {
-      fx_attn_scores(s.data(), q.data(), k.data(), kv, B, Tq, Tk, H, Dh, scale, c.causal, c.qoff);
+      fx_attn_scores(s.data(), q.data(), k.data(), kv, B, Tq, Tk, H, Dh, scale, c.causal, c.qoff, nullptr);
     });
     std::vector<LD> ws(ns), ss(ns), wp(ns);
     for (int b = 0; b < B; b++)
@@ -444,7 +444,7 @@ static void test_attention() {
           }
     VF zf(nz, 7.0f);
     fx_emu_launch(D3((Tq + 3) / 4, H, B), D3(128), [&] {
-      fx_attention(zf.data(), q.data(), k.data(), vnan.data(), kv, B, Tq, Tk, H, Dh, scale, c.causal, c.qoff);
+      fx_attention(zf.data(), q.data(), k.data(), vnan.data(), kv, B, Tq, Tk, H, Dh, scale, c.causal, c.qoff, nullptr);
     });
     check("fx_attention (NaN at padded keys)" + std::string(tag), zf, wzx, 1e-6, &szx);
 
