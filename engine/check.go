@@ -269,10 +269,11 @@ func CheckSetRowsAt(dst, src, at *Tensor) error {
 	return nil
 }
 
-// CheckLayerNormBackward checks the operands of LayerNormBackward: gamma
-// has as many values as x's last dimension and dy has x's shape.
+// CheckLayerNormBackward checks the operands of LayerNormBackward: x has
+// at least one dimension (as LayerNorm's), gamma as many values as its
+// last and dy has x's shape.
 func CheckLayerNormBackward(x, gamma, dy *Tensor) error {
-	if _, d := SplitLast(x.Shape()); gamma.Len() != d {
+	if _, d := SplitLast(x.Shape()); x.Rank() == 0 || gamma.Len() != d {
 		return fmt.Errorf("LayerNormBackward: x %v, gamma %v", x, gamma)
 	}
 	return sameShape("LayerNormBackward", x, dy, "x", "dy")

@@ -7,13 +7,15 @@
 // so that engine/gpu runs whole on the CPU. It checks what the real driver
 // would refuse: a call that needs a context without the retained primary
 // context current on the calling thread, a launch with too much shared
-// memory, a copy, memset or allocation while a stream is capturing, a
-// kernel the module lacks.
+// memory, a copy, memset or allocation while a stream is capturing, the
+// end of a capture on another thread than its beginning, a kernel the
+// module lacks.
 //
 // Build: cc -shared -fPIC -I.. -o DIR/libcuda.so.1 fakecuda.c
 // -DFX_FAKE_OMIT_GRAPH_DESTROY leaves cuGraphDestroy out; the environment
 // variable FX_FAKE_CUDA_INIT_ERROR makes cuInit return that CUresult.
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,6 +35,7 @@ enum {
 	INVALID_HANDLE = 400,
 	NOT_FOUND = 500,
 	STREAM_CAPTURE_UNSUPPORTED = 900,
+	STREAM_CAPTURE_WRONG_THREAD = 908,
 };
 
 static const struct {
@@ -50,6 +53,7 @@ static const struct {
 	{INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE"},
 	{NOT_FOUND, "CUDA_ERROR_NOT_FOUND"},
 	{STREAM_CAPTURE_UNSUPPORTED, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"},
+	{STREAM_CAPTURE_WRONG_THREAD, "CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD"},
 };
 
 #define SHARED_DEFAULT (48 << 10)
@@ -95,7 +99,8 @@ struct CUgraphExec_st {
 };
 
 struct CUstream_st {
-	CUgraph capture; // non-NULL while capturing
+	CUgraph capture;         // non-NULL while capturing
+	pthread_t capture_thread; // the thread that began the capture
 };
 
 struct CUevent_st {
@@ -488,6 +493,7 @@ CUresult cuStreamBeginCapture_v2(CUstream stream, int mode) {
 	if (stream->capture != NULL || mode < 0 || mode > 2) return INVALID_VALUE;
 	stream->capture = calloc(1, sizeof *stream->capture);
 	if (stream->capture == NULL) return OUT_OF_MEMORY;
+	stream->capture_thread = pthread_self();
 	__atomic_add_fetch(&capturing, 1, __ATOMIC_SEQ_CST);
 	return SUCCESS;
 }
@@ -495,6 +501,8 @@ CUresult cuStreamBeginCapture_v2(CUstream stream, int mode) {
 CUresult cuStreamEndCapture(CUstream stream, CUgraph *graph) {
 	NEED_CTX();
 	if (stream == NULL || stream->capture == NULL) return INVALID_VALUE;
+	// Thread-local (and global) capture ends on the thread that began it.
+	if (!pthread_equal(stream->capture_thread, pthread_self())) return STREAM_CAPTURE_WRONG_THREAD;
 	*graph = stream->capture;
 	stream->capture = NULL;
 	__atomic_sub_fetch(&capturing, 1, __ATOMIC_SEQ_CST);

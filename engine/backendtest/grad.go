@@ -700,6 +700,7 @@ func (s *gradSuite) testGradPanics(t *testing.T) {
 	}{
 		{"LayerNormBackward gamma", func() { s.g.LayerNormBackward(x, in(4), in(2, 5), 1e-5) }},
 		{"LayerNormBackward dy", func() { s.g.LayerNormBackward(x, in(5), in(2, 4), 1e-5) }},
+		{"LayerNormBackward scalar", func() { s.g.LayerNormBackward(in(), in(1), in(), 1e-5) }},
 		{"GELUBackward dy", func() { s.g.GELUBackward(x, in(5, 2), engine.GELUTanh) }},
 		{"GELUBackward activation", func() { s.g.GELUBackward(x, in(2, 5), engine.Activation(99)) }},
 		{"TanhBackward dy", func() { s.g.TanhBackward(x, in(3, 5)) }},

@@ -3,13 +3,15 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/modelforensics/fx/cuda"
 	"github.com/modelforensics/fx/engine"
 )
 
 // Capture implements engine.Capturer: it records the ops that record
-// queues as a CUDA graph (stream capture) and instantiates it, so that a
+// queues as a CUDA graph (stream capture, thread-local mode, on the calling
+// goroutine's OS thread, locked for it) and instantiates it, so that a
 // replay is one cuGraphLaunch however many kernels the ops launch.
 //
 // The tensors the recorded ops return get blocks of the pool that belong
@@ -49,6 +51,11 @@ type capture struct {
 // captureOnce records record's ops once. It returns the graph, or the
 // sizes of the blocks the pool lacked (and no graph), or an error.
 func (b *Backend) captureOnce(record func()) (g *Graph, missed []int, err error) {
+	// The capture must end on the OS thread that began it (thread-local
+	// capture mode; CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD otherwise), and
+	// record's ops run on the calling goroutine.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	b.mu.Lock()
 	switch {
 	case b.err != nil:
