@@ -21,5 +21,5 @@ import (
 func TestEmulatedDevice(t *testing.T) {
 	cudatest.Rerun(t, "^(TestConformance|TestOpsMatchCPU|TestEditMatchesCPU|TestToHostAsync|TestModelsMatchCPU|"+
 		"TestInterventionsMatchCPU|TestGradientsMatchCPU|TestGenerateMatchesCPU|"+
-		"TestAddLayerNormBits|TestMatMulEdgesOnDevice|TestMatMulBF16OnDevice|TestCapture)$")
+		"TestAddLayerNormBits|TestMatMulEdgesOnDevice|TestMatMulBF16OnDevice|TestCapture|TestCaptureKeepsWorkspace)$")
 }

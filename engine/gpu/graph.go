@@ -23,8 +23,11 @@ import (
 // that capture and records again.
 //
 // An op that fails while recording (a copy, a sync, a lasting allocation
-// such as a larger split-K workspace) fails the capture, not the backend:
-// Capture returns the error and the backend stays usable.
+// such as a larger split-K workspace or a weight's first BF16 copy) fails
+// the capture, not the backend: Capture returns the error and the backend
+// stays usable. The graph holds the workspace and the BF16 copies it reads,
+// so a later, larger workspace does not hand its memory to a tensor, and
+// a replay reads the weights' BF16 copies as they were at the capture.
 func (b *Backend) Capture(record func()) (engine.Graph, error) {
 	for attempt := 0; ; attempt++ {
 		g, missed, err := b.captureOnce(record)
@@ -42,10 +45,20 @@ func (b *Backend) Capture(record func()) (engine.Graph, error) {
 
 // capture is the state of a Capture while record runs; b.mu guards it.
 type capture struct {
-	owned   []block // the blocks given to the recorded ops
-	missed  []int   // the sizes the pool had no cached block of
-	err     error   // the first error of a recorded op
-	kernels int     // the kernels the recorded ops launched
+	owned   []block   // the blocks given to the recorded ops
+	lasting []*buffer // the backend's own memory they use (keep)
+	missed  []int     // the sizes the pool had no cached block of
+	err     error     // the first error of a recorded op
+	kernels int       // the kernels the recorded ops launched
+}
+
+// keep notes that the recorded ops use buf, memory the backend owns and
+// may replace (a split-K workspace, a weight's BF16 copy): the graph holds
+// it so that it goes back to the pool only after the graph; b.mu is held.
+func (b *Backend) keep(buf *buffer) {
+	if c := b.capturing; c != nil && buf != nil {
+		c.lasting = append(c.lasting, buf)
+	}
 }
 
 // captureOnce records record's ops once. It returns the graph, or the
@@ -102,7 +115,7 @@ func (b *Backend) captureOnce(record func()) (g *Graph, missed []int, err error)
 			err = e
 		}
 		if err == nil {
-			return &Graph{b: b, exec: exec, owned: c.owned, kernels: c.kernels}, nil, nil
+			return &Graph{b: b, exec: exec, owned: c.owned, lasting: c.lasting, kernels: c.kernels}, nil, nil
 		}
 		if exec != nil {
 			exec.Close()
@@ -139,6 +152,7 @@ type Graph struct {
 	b       *Backend
 	exec    *cuda.GraphExec
 	owned   []block
+	lasting []*buffer // held until Close (capture.keep)
 	kernels int
 }
 
@@ -180,7 +194,7 @@ func (g *Graph) Close() error {
 	}
 	g.exec = nil
 	b.pool.putAll(g.owned)
-	g.owned = nil
+	g.owned, g.lasting = nil, nil
 	return err
 }
 

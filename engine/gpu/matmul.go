@@ -291,5 +291,6 @@ func (b *Backend) matmulWorkspace(n int) cuda.DevicePtr {
 	if b.opts.Poison && b.capturing == nil {
 		b.memset("MatMul", ws.ptr, 0x7fc00000, n/4)
 	}
+	b.keep(ws)
 	return ws.ptr
 }

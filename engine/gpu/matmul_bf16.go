@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -156,6 +157,11 @@ func (b *Backend) matmulBF16(yp, xp cuda.DevicePtr, w *engine.Tensor, bp cuda.De
 	if e.buf == nil {
 		return // the error is kept
 	}
+	if !e.converted && b.capturing != nil {
+		b.fail("MatMul", errors.New("a weight's BF16 copy would be made while capturing; run the ops once before Capture"))
+		return
+	}
+	b.keep(e.buf)
 	if !e.converted {
 		a := b.newArgs()
 		a.ptr(e.buf.ptr).ptr(wbuf.ptr).int(k).int(n).int(e.kp).bool(transW)
