@@ -69,14 +69,8 @@ func (d *Decoder) Captured() (bool, error) { return d.graph != nil, d.graphErr }
 // Prefill runs tokens (at least one) through the model after the cached
 // positions and returns the logits [vocab] of the last.
 func (d *Decoder) Prefill(ctx context.Context, tokens []int) ([]float32, error) {
-	in, err := NewBatch([][]int{tokens}, nil)
+	in, err := d.input(ctx, tokens)
 	if err != nil {
-		return nil, err
-	}
-	if err := d.fits(in); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	b := d.m.Backend
@@ -96,14 +90,7 @@ func (d *Decoder) Prefill(ctx context.Context, tokens []int) ([]float32, error) 
 // Step runs one token after the cached positions and returns its logits
 // [vocab].
 func (d *Decoder) Step(ctx context.Context, token int) ([]float32, error) {
-	in, err := NewBatch([][]int{{token}}, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := d.fits(in); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
+	if _, err := d.input(ctx, []int{token}); err != nil {
 		return nil, err
 	}
 	b := d.m.Backend
@@ -164,16 +151,24 @@ func (d *Decoder) record() *engine.Tensor {
 	return logits
 }
 
-// fits checks in's tokens and that they fit in the cache.
-func (d *Decoder) fits(in Batch) error {
+// input returns tokens as a batch of one sequence, checked: token ids in
+// the vocabulary, room in the cache, ctx not done.
+func (d *Decoder) input(ctx context.Context, tokens []int) (Batch, error) {
+	in, err := NewBatch([][]int{tokens}, nil)
+	if err != nil {
+		return Batch{}, err
+	}
 	if err := d.m.check(in, d.cache.Len); err != nil {
-		return err
+		return Batch{}, err
 	}
 	if d.cache.Len+in.T > d.capacity {
-		return fmt.Errorf("%w: %d cached + %d new positions exceed the decoder's capacity of %d",
+		return Batch{}, fmt.Errorf("%w: %d cached + %d new positions exceed the decoder's capacity of %d",
 			ErrBadInput, d.cache.Len, in.T, d.capacity)
 	}
-	return nil
+	if err := ctx.Err(); err != nil {
+		return Batch{}, err
+	}
+	return in, nil
 }
 
 // read returns the last position's logits on the host, or the backend's

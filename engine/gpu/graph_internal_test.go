@@ -26,13 +26,7 @@ func TestCaptureKeepsWorkspace(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { assert.NoError(t, g.Close()) }()
 	r := rand.New(rand.NewPCG(3, 4))
-	randn := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
+	randn := func(n int) []float32 { return normals(r, n) }
 	x, w := g.FromHost(randn(768), 1, 768), g.FromHost(randn(768*768), 768, 768)
 	want := g.ToHost(g.MatMul(x, w, nil, false)) // a decode-sized product: split-K, makes the workspace
 	require.NoError(t, g.Sync())

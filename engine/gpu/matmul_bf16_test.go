@@ -169,13 +169,7 @@ func TestMatMulBF16OnDevice(t *testing.T) {
 	t.Logf("%s, %d SMs, fx_matmul_bf16 available: %v", g.Name(), g.sms, g.bf16.tile128)
 	require.True(t, g.bf16.tile128, "fx_matmul_bf16's shared memory")
 	r := rand.New(rand.NewPCG(5, 6))
-	randn := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
+	randn := func(n int) []float32 { return normals(r, n) }
 	check := func(what string, got, ref, exact []float32) {
 		assert.LessOrEqual(t, relDiffBF16(got, ref), 1e-5, "vs bf16 inputs: %s", what)
 		assert.LessOrEqual(t, relDiffBF16(got, exact), 1e-2, "vs exact: %s", what)

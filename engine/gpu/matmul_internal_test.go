@@ -17,6 +17,15 @@ import (
 
 const h200SMs = 132 // H100 SXM and H200: 132 SMs
 
+// normals returns n standard normal values from r.
+func normals(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
 // TestPlanMatMul pins planMatMul's choice at GPT-2's shapes on 132 SMs (the
 // shapes of bench_test.go's BenchmarkMatMul).
 func TestPlanMatMul(t *testing.T) {
@@ -219,13 +228,7 @@ func TestMatMulEdgesOnDevice(t *testing.T) {
 	}
 	c := cpu.New()
 	r := rand.New(rand.NewPCG(1, 2))
-	randn := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
+	randn := func(n int) []float32 { return normals(r, n) }
 	for _, prec := range []Precision{FP32, TF32} {
 		g, err := New(Options{MatMul: prec, Poison: true})
 		require.NoError(t, err)
