@@ -17,14 +17,17 @@ import (
 	"github.com/modelforensics/fx/engine/gpu"
 )
 
-// newBackend returns a backend on GPU 0 with Poison on, or skips the test
-// on a machine without a driver or a GPU.
+// newBackend returns a backend on GPU 0, or skips the test on a machine
+// without a driver or a GPU. A test's backend has Poison on; a
+// benchmark's has not, as the NaN fill of every new tensor would be timed
+// with the ops.
 func newBackend(tb testing.TB, opts gpu.Options) *gpu.Backend {
 	tb.Helper()
 	if _, err := cuda.Load(); err != nil { // no driver, or no GPU
 		tb.Skipf("no GPU: %v", err)
 	}
-	opts.Poison = true
+	_, bench := tb.(*testing.B)
+	opts.Poison = !bench
 	b, err := gpu.New(opts)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { assert.NoError(tb, b.Close()) })

@@ -18,8 +18,9 @@ const Env = "FX_TEST_DEVICE"
 // Backend returns the backend that $FX_TEST_DEVICE names (device.Open's names;
 // the CPU when unset), so that a package's tests against its PyTorch
 // goldens run on a GPU too: FX_TEST_DEVICE=cuda go test ./transformer.
-// A CUDA backend runs with Poison on, so that an element a kernel leaves
-// unwritten shows up as NaN.
+// A test's CUDA backend runs with Poison on, so that an element a kernel
+// leaves unwritten shows up as NaN; a benchmark's does not, as that fill
+// of every new tensor would be timed with the ops.
 func Backend(tb testing.TB) engine.Backend {
 	tb.Helper()
 	name := os.Getenv(Env)
@@ -30,7 +31,8 @@ func Backend(tb testing.TB) engine.Backend {
 	if !ok {
 		tb.Fatalf("%s=%q: want %s", Env, name, device.Names)
 	}
-	opts.Poison = true
+	_, bench := tb.(*testing.B)
+	opts.Poison = !bench
 	b, err := gpu.New(opts)
 	if err != nil {
 		tb.Fatalf("%s=%s: %v", Env, name, err)
