@@ -140,6 +140,23 @@ def main():
         print("| %s | %s×%s%s | %s | %s | %s | %s | %s | %s |" % (
             M, K, N, tw or "", prec, fmt(fms), fmt(f.get("TFLOP/s")), fmt(tms), fmt(t.get("tflops")),
             "%.0f%%" % (100 * tms / fms) if tms and fms else "—"))
+    ops = sorted(k for k in fx if k.startswith("BenchmarkOps/"))
+    if ops:
+        copy = torch.get("CopyD2D/bytes=1GiB", {}).get("gbps")
+        print()
+        print("### Ops (every op but MatMul, GPT-2-small shapes; bandwidth: the least bytes an op moves over its time)")
+        print()
+        print("| op | tokens | fx ms | GB/s | of torch's D2D copy |")
+        print("|---|---|---|---|---|")
+        for name in ops:
+            m = re.match(r"BenchmarkOps/(.+)/B=(\d+),T=(\d+)$", name)
+            if not m:
+                continue
+            op, B, T = m.groups()
+            f = fx[name]
+            gbps = f.get("GB/s")
+            print("| %s | %s×%s | %s | %s | %s |" % (op, B, T, fmt(f.get("ms/op")), fmt(gbps),
+                                                   "%.0f%%" % (100 * gbps / copy) if gbps and copy else "—"))
     ttc = [(k, v) for k, v in fx.items() if k.startswith("BenchmarkTimeToCertificate/")]
     if ttc:
         print()

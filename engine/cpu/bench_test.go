@@ -2,11 +2,10 @@ package cpu_test
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"testing"
 
-	"github.com/modelforensics/fx/engine"
+	"github.com/modelforensics/fx/engine/backendtest"
 	"github.com/modelforensics/fx/engine/cpu"
 )
 
@@ -72,32 +71,17 @@ func BenchmarkMatMul(b *testing.B) {
 	}
 }
 
-func BenchmarkLayerNorm(b *testing.B) {
-	for _, m := range []int{1, 128} {
-		b.Run(fmt.Sprintf("M=%d/D=768", m), func(b *testing.B) {
-			be := cpu.New()
-			x := be.FromHost(randSlice(1, m*768), m, 768)
-			g := be.FromHost(randSlice(2, 768), 768)
-			beta := be.FromHost(randSlice(3, 768), 768)
-			b.SetBytes(int64(4 * m * 768))
+// BenchmarkOps times every op but MatMul (backendtest.OpBenches) at GPT-2
+// small's shapes over 128 tokens, with the effective bandwidth: the least
+// bytes the op must read and write over its time.
+func BenchmarkOps(b *testing.B) {
+	be := cpu.New()
+	for _, op := range backendtest.OpBenches(be, 1, 128) {
+		b.Run(backendtest.OpBenchName(op, 1, 128), func(b *testing.B) {
+			b.SetBytes(op.Bytes)
 			for b.Loop() {
-				be.LayerNorm(x, g, beta, 1e-5)
+				op.Run()
 			}
 		})
-	}
-}
-
-// BenchmarkAttention times scores, softmax and mix for one GPT-2 layer's
-// causal self-attention over T=128 tokens.
-func BenchmarkAttention(b *testing.B) {
-	const t, h, dh = 128, 12, 64
-	be := cpu.New()
-	q := be.FromHost(randSlice(1, t*h*dh), 1, t, h, dh)
-	k := be.FromHost(randSlice(2, t*h*dh), 1, t, h, dh)
-	v := be.FromHost(randSlice(3, t*h*dh), 1, t, h, dh)
-	scale := float32(1 / math.Sqrt(dh))
-	for b.Loop() {
-		s := be.AttnScores(q, k, scale, engine.AttnMask{Causal: true})
-		be.AttnMix(be.Softmax(s), v)
 	}
 }

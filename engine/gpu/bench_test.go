@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelforensics/fx/engine"
+	"github.com/modelforensics/fx/engine/backendtest"
 	"github.com/modelforensics/fx/engine/gpu"
 	"github.com/modelforensics/fx/transformer"
 	"github.com/modelforensics/fx/transformer/transformertest"
@@ -122,6 +123,30 @@ func BenchmarkFused(b *testing.B) {
 			}
 		}
 		require.NoError(b, g.Sync())
+	}
+}
+
+// BenchmarkOps times every op but MatMul (backendtest.OpBenches: the
+// forward pass's, the interventions', the backward pass's) at GPT-2
+// small's shapes over 1×128 and 8×512 tokens (1×8 on the emulated
+// device), with its device time and its effective bandwidth: the least
+// bytes the op must read and write over that time, to hold against the
+// card's (torch_gpu_bench.py's CopyD2D row).
+func BenchmarkOps(b *testing.B) {
+	g := newBackend(b, gpu.Options{})
+	shapes := [][2]int{{1, 128}, {8, 512}}
+	if gpu.ThinOnEmulator(g) {
+		shapes = [][2]int{{1, 8}}
+	}
+	for _, s := range shapes {
+		for _, op := range backendtest.OpBenches(g, s[0], s[1]) {
+			b.Run(backendtest.OpBenchName(op, s[0], s[1]), func(b *testing.B) {
+				// Queued back to back, unsynced: the device time is the kernels'.
+				perOp := benchForward(b, g, func() error { op.Run(); return nil })
+				require.NoError(b, g.Sync())
+				b.ReportMetric(float64(op.Bytes)/perOp.Seconds()/1e9, "GB/s")
+			})
+		}
 	}
 }
 
@@ -258,9 +283,9 @@ func tokenBatch(tb testing.TB, bsz, t, vocab int) transformer.Batch {
 	return in
 }
 
-// benchForward times fn (which syncs) b.N times after two warm-ups, and
-// reports the device time per call.
-func benchForward(b *testing.B, g *gpu.Backend, fn func() error) {
+// benchForward times fn b.N times after two warm-ups, between two events
+// on the stream, and reports the device time per call and returns it.
+func benchForward(b *testing.B, g *gpu.Backend, fn func() error) time.Duration {
 	for range 2 {
 		require.NoError(b, fn())
 	}
@@ -272,5 +297,7 @@ func benchForward(b *testing.B, g *gpu.Backend, fn func() error) {
 	}
 	dev, err := timer.Stop()
 	require.NoError(b, err)
-	b.ReportMetric(dev.Seconds()*1e3/float64(b.N), "ms/op")
+	perOp := dev / time.Duration(b.N)
+	b.ReportMetric(perOp.Seconds()*1e3, "ms/op")
+	return perOp
 }
