@@ -20,8 +20,9 @@
 //     rows and for products of few rows), the bias added in the kernel;
 //     products of 1–3 rows stream w in place through gemv kernels (for
 //     w [N, K], with 8×8 transposes in registers).
-//   - GELU (GELUTanh) runs in float32 SIMD, within a few float32 ulps of
-//     the float64 GELU of KernelsGo (tens of ulps where it is tiny, x < -2).
+//   - GELU runs in float32 SIMD, within a few float32 ulps of the float64
+//     GELU of KernelsGo: GELUTanh within tens of ulps where it is tiny
+//     (x < -2), GELUErf within 7 ulps down to results of 1e-30.
 //   - AttnScores, AttnMix, Attention and Softmax run their dot products,
 //     weighted sums and exponentials in SIMD with the same bits as
 //     KernelsGo (the exponentials are math.Exp's, which uses FMA on such

@@ -121,7 +121,7 @@ func rowVariance(x []float32, mean float64) float64 {
 const geluTanhC = 0.7978845608028654
 
 // GELU applies the activation elementwise: in float64 with package math,
-// or, for GELUTanh with KernelsAVX2, in float32 SIMD (see geluTanh in
+// or, with KernelsAVX2, in float32 SIMD (geluTanh and geluErf in
 // simdKernels) within a few float32 ulps of it.
 func (b *Backend) GELU(x *engine.Tensor, kind engine.Activation) *engine.Tensor {
 	must(engine.CheckGELU(kind))
@@ -137,8 +137,11 @@ func (b *Backend) GELU(x *engine.Tensor, kind engine.Activation) *engine.Tensor 
 // the same arithmetic however the values are split into ranges.
 func (b *Backend) gelu(kind engine.Activation) (f func(dst, src []float32), cost int) {
 	if kind == engine.GELUErf {
+		if b.simd != nil && b.simd.geluErf != nil {
+			return simdRange(b.simd.geluErf), 6
+		}
 		return float64Range(func(v float64) float64 {
-			return 0.5 * v * (1 + math.Erf(v/math.Sqrt2))
+			return 0.5 * v * math.Erfc(-v/math.Sqrt2) // 1+erf(v/√2), without its cancellation for v < 0
 		}), 16
 	}
 	if b.simd != nil && b.simd.geluTanh != nil {

@@ -131,6 +131,7 @@ func main() {
 		gemvT(&w, rows)
 	}
 	gelu(&w)
+	geluErf(&w)
 	dots(&w)
 	mix(&w)
 	prefetch(&w)
@@ -779,6 +780,130 @@ func gelu(w *strings.Builder) {
 	a.op("VPADDD Y3, Y4, Y4") // exp(r)·2^n = exp(t)
 	a.op("VADDPS Y8, Y4, Y4") // 1+exp(-2u)
 	a.op("VDIVPS Y4, Y0, Y0") // x/(1+exp(-2u))
+	a.op("VMOVUPS Y0, (DI)")
+	a.op("ADDQ $32, SI")
+	a.op("ADDQ $32, DI")
+	a.op("DECQ CX")
+	a.op("JNZ loop")
+	a.label("done")
+	a.op("VZEROUPPER")
+	a.op("RET")
+}
+
+// geluErfConsts are the constants of geluErfAVX2, as geluConsts.
+var geluErfConsts = []struct {
+	name string
+	v    float32
+}{
+	{"sign", float32(math.Copysign(0, -1))},
+	{"amax", 20}, // Φ(-20) is 0 and Φ(20) is 1 in float32
+	{"rsqrt2", float32(1 / math.Sqrt2)},
+	{"half", 0.5},
+	{"neghalf", -0.5},
+	{"one", 1},
+	{"elo", -104}, // e^-104 is 0 in float32 once multiplied by erfc's other factors
+	{"log2e", float32(math.Log2E)},
+	{"ln2hi", 0.693359375},
+	{"ln2lo", -2.12194440e-4},
+	{"p0", 1.9875691500e-4},
+	{"p1", 1.3981999507e-3},
+	{"p2", 8.3334519073e-3},
+	{"p3", 4.1665795894e-2},
+	{"p4", 1.6666665459e-1},
+	{"p5", 5.0000001201e-1},
+	{"bias", math.Float32frombits(127)}, // the exponent bias, as an int32 lane
+	// Numerical Recipes' erfcc (Chebyshev; fractional error below 1.2e-7):
+	// erfc(t) = τ·e^(-t²+P(τ)), τ = 1/(1+t/2), P = c0 + τ(c1 + … τ·c9).
+	{"c9", 0.17087277},
+	{"c8", -0.82215223},
+	{"c7", 1.48851587},
+	{"c6", -1.13520398},
+	{"c5", 0.27886807},
+	{"c4", -0.18628806},
+	{"c3", 0.09678418},
+	{"c2", 0.37409196},
+	{"c1", 1.00002368},
+	{"c0", -1.26551223},
+}
+
+// geluErf writes geluErfAVX2: BERT's GELU, x·Φ(x) with Φ the standard
+// normal CDF, in float32. With a = min(|x|, 20) and t = a/√2, Φ(-a) =
+// erfc(t)/2 = τ·e^P(τ)·e^(-a²/2)/2 (Numerical Recipes' erfcc), and Φ(x) is
+// Φ(-a) for x < 0 and 1 - Φ(-a) otherwise, so the lower tail keeps its
+// relative precision. a² = hi + lo is split exactly (lo by a fused
+// multiply-add) and e^(-a²/2) taken as e^(-hi/2)·(1 - lo/2), so the
+// square's rounding does not reach the result; e^(-hi/2) comes last, and
+// 2^n is applied in two steps so that subnormal results are rounded once.
+// e^y is Cephes' expf, as in geluTanhAVX2.
+func geluErf(w *strings.Builder) {
+	a := asm{w}
+	off := map[string]int{}
+	for i, c := range geluErfConsts {
+		off[c.name] = 32 * i
+		for l := range 8 {
+			fmt.Fprintf(w, "DATA geluErfConsts<>+%d(SB)/4, $0x%08x // %s\n", 32*i+4*l, math.Float32bits(c.v), c.name)
+		}
+	}
+	fmt.Fprintf(w, "GLOBL geluErfConsts<>(SB), RODATA|NOPTR, $%d\n", 32*len(geluErfConsts))
+	k := func(name string) string { return fmt.Sprintf("geluErfConsts<>+%d(SB)", off[name]) }
+	// exp sets Y[y] = e^Y[y] for Y[y] in [-104, 88], with scratch Y[n] and
+	// Y[s] (Y15 holds 1).
+	exp := func(y, n, s int) {
+		a.op("VMULPS %s, Y%d, Y%d", k("log2e"), y, n)
+		a.op("VROUNDPS $0, Y%d, Y%d", n, n) // n, to nearest
+		a.op("VFNMADD231PS %s, Y%d, Y%d", k("ln2hi"), n, y)
+		a.op("VFNMADD231PS %s, Y%d, Y%d", k("ln2lo"), n, y) // r = y - n·ln2
+		a.op("VMOVUPS %s, Y%d", k("p0"), s)
+		for _, p := range []string{"p1", "p2", "p3", "p4", "p5"} {
+			a.op("VFMADD213PS %s, Y%d, Y%d", k(p), y, s)
+		}
+		a.op("VMULPS Y%d, Y%d, Y14", y, y)
+		a.op("VFMADD213PS Y%d, Y14, Y%d", y, s) // poly·r² + r
+		a.op("VADDPS Y15, Y%d, Y%d", s, y)      // e^r
+		a.op("VCVTPS2DQ Y%d, Y%d", n, n)
+		a.op("VPSRAD $1, Y%d, Y%d", n, s)     // n1 = n>>1
+		a.op("VPSUBD Y%d, Y%d, Y%d", s, n, n) // n2 = n - n1
+		for _, r := range []int{s, n} {
+			a.op("VPADDD %s, Y%d, Y%d", k("bias"), r, r)
+			a.op("VPSLLD $23, Y%d, Y%d", r, r)
+			a.op("VMULPS Y%d, Y%d, Y%d", r, y, y) // ·2^n1, then ·2^n2
+		}
+	}
+	fmt.Fprintf(w, "\n// func geluErfAVX2(dst, src *float32, n int)\n")
+	fmt.Fprintf(w, "TEXT ·geluErfAVX2(SB), NOSPLIT, $0-24\n")
+	a.op("MOVQ dst+0(FP), DI")
+	a.op("MOVQ src+8(FP), SI")
+	a.op("MOVQ n+16(FP), CX")
+	a.op("SHRQ $3, CX")
+	a.op("JZ done")
+	a.op("VMOVUPS %s, Y15", k("one"))
+	a.op("VMOVUPS %s, Y13", k("sign"))
+	a.label("loop")
+	a.op("VMOVUPS (SI), Y0")                   // x
+	a.op("VANDNPS Y0, Y13, Y1")                // |x|
+	a.op("VMINPS %s, Y1, Y1", k("amax"))       // a (20 for NaN; x·Φ is NaN then)
+	a.op("VMULPS Y1, Y1, Y2")                  // hi = a² rounded
+	a.op("VMOVAPS Y2, Y3")                     //
+	a.op("VFMSUB231PS Y1, Y1, Y3")             // lo = a·a - hi, exactly
+	a.op("VMULPS %s, Y1, Y4", k("rsqrt2"))     // t
+	a.op("VFMADD132PS %s, Y15, Y4", k("half")) // 1 + t/2
+	a.op("VDIVPS Y4, Y15, Y4")                 // τ
+	a.op("VMOVUPS %s, Y5", k("c9"))
+	for _, c := range []string{"c8", "c7", "c6", "c5", "c4", "c3", "c2", "c1", "c0"} {
+		a.op("VFMADD213PS %s, Y4, Y5", k(c)) // P = P·τ + c
+	}
+	exp(5, 6, 7)                                  // e^P
+	a.op("VMULPS Y4, Y5, Y5")                     // τ·e^P
+	a.op("VFMADD132PS %s, Y15, Y3", k("neghalf")) // 1 - lo/2
+	a.op("VMULPS Y3, Y5, Y5")                     //
+	a.op("VMULPS %s, Y5, Y5", k("half"))          // erfcx part, halved
+	a.op("VMULPS %s, Y2, Y2", k("neghalf"))       // -hi/2, exact
+	a.op("VMAXPS %s, Y2, Y2", k("elo"))           //
+	exp(2, 6, 7)                                  // e^(-hi/2)
+	a.op("VMULPS Y2, Y5, Y5")                     // Φ(-a)
+	a.op("VSUBPS Y5, Y15, Y6")                    // Φ(a) = 1 - Φ(-a)
+	a.op("VBLENDVPS Y0, Y5, Y6, Y6")              // Φ(x): Φ(-a) where x's sign is set
+	a.op("VMULPS Y6, Y0, Y0")                     // x·Φ(x)
 	a.op("VMOVUPS Y0, (DI)")
 	a.op("ADDQ $32, SI")
 	a.op("ADDQ $32, DI")

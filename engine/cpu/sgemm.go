@@ -79,6 +79,9 @@ type simdKernels struct {
 	// geluTanh writes GELU (engine.GELUTanh) of src[:n] to dst[:n], n a
 	// multiple of 8, each element independently of the others; or is nil.
 	geluTanh func(dst, src *float32, n int)
+	// geluErf writes GELU (engine.GELUErf) of src[:n] to dst[:n] as
+	// geluTanh does; or is nil.
+	geluErf func(dst, src *float32, n int)
 	// dots writes out[j] = dot(q[:dh], k[j·ldk:j·ldk+dh]) for j < n, dh a
 	// multiple of 8, with the bits of the pure-Go dot; or is nil.
 	dots func(q, k *float32, ldk, n, dh int, out *float32)

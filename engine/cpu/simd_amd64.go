@@ -17,6 +17,7 @@ func avx2Kernels() *simdKernels {
 		packT16:      packT16AVX2,
 		packN16:      packN16AVX2,
 		geluTanh:     geluTanhAVX2,
+		geluErf:      geluErfAVX2,
 		dots:         dotsAVX2,
 		mix:          mixAVX2,
 		expDiff:      expDiffAVX2,
@@ -194,6 +195,9 @@ func sgemvTAVX2_3(k int, a, b *float32, ldb int, c *float32, ldc, n int, bias *f
 
 //go:noescape
 func geluTanhAVX2(dst, src *float32, n int)
+
+//go:noescape
+func geluErfAVX2(dst, src *float32, n int)
 
 //go:noescape
 func dotsAVX2(q, k *float32, ldk, n, dh int, out *float32)

@@ -5631,6 +5631,315 @@ loop:
 done:
 	VZEROUPPER
 	RET
+DATA geluErfConsts<>+0(SB)/4, $0x80000000 // sign
+DATA geluErfConsts<>+4(SB)/4, $0x80000000 // sign
+DATA geluErfConsts<>+8(SB)/4, $0x80000000 // sign
+DATA geluErfConsts<>+12(SB)/4, $0x80000000 // sign
+DATA geluErfConsts<>+16(SB)/4, $0x80000000 // sign
+DATA geluErfConsts<>+20(SB)/4, $0x80000000 // sign
+DATA geluErfConsts<>+24(SB)/4, $0x80000000 // sign
+DATA geluErfConsts<>+28(SB)/4, $0x80000000 // sign
+DATA geluErfConsts<>+32(SB)/4, $0x41a00000 // amax
+DATA geluErfConsts<>+36(SB)/4, $0x41a00000 // amax
+DATA geluErfConsts<>+40(SB)/4, $0x41a00000 // amax
+DATA geluErfConsts<>+44(SB)/4, $0x41a00000 // amax
+DATA geluErfConsts<>+48(SB)/4, $0x41a00000 // amax
+DATA geluErfConsts<>+52(SB)/4, $0x41a00000 // amax
+DATA geluErfConsts<>+56(SB)/4, $0x41a00000 // amax
+DATA geluErfConsts<>+60(SB)/4, $0x41a00000 // amax
+DATA geluErfConsts<>+64(SB)/4, $0x3f3504f3 // rsqrt2
+DATA geluErfConsts<>+68(SB)/4, $0x3f3504f3 // rsqrt2
+DATA geluErfConsts<>+72(SB)/4, $0x3f3504f3 // rsqrt2
+DATA geluErfConsts<>+76(SB)/4, $0x3f3504f3 // rsqrt2
+DATA geluErfConsts<>+80(SB)/4, $0x3f3504f3 // rsqrt2
+DATA geluErfConsts<>+84(SB)/4, $0x3f3504f3 // rsqrt2
+DATA geluErfConsts<>+88(SB)/4, $0x3f3504f3 // rsqrt2
+DATA geluErfConsts<>+92(SB)/4, $0x3f3504f3 // rsqrt2
+DATA geluErfConsts<>+96(SB)/4, $0x3f000000 // half
+DATA geluErfConsts<>+100(SB)/4, $0x3f000000 // half
+DATA geluErfConsts<>+104(SB)/4, $0x3f000000 // half
+DATA geluErfConsts<>+108(SB)/4, $0x3f000000 // half
+DATA geluErfConsts<>+112(SB)/4, $0x3f000000 // half
+DATA geluErfConsts<>+116(SB)/4, $0x3f000000 // half
+DATA geluErfConsts<>+120(SB)/4, $0x3f000000 // half
+DATA geluErfConsts<>+124(SB)/4, $0x3f000000 // half
+DATA geluErfConsts<>+128(SB)/4, $0xbf000000 // neghalf
+DATA geluErfConsts<>+132(SB)/4, $0xbf000000 // neghalf
+DATA geluErfConsts<>+136(SB)/4, $0xbf000000 // neghalf
+DATA geluErfConsts<>+140(SB)/4, $0xbf000000 // neghalf
+DATA geluErfConsts<>+144(SB)/4, $0xbf000000 // neghalf
+DATA geluErfConsts<>+148(SB)/4, $0xbf000000 // neghalf
+DATA geluErfConsts<>+152(SB)/4, $0xbf000000 // neghalf
+DATA geluErfConsts<>+156(SB)/4, $0xbf000000 // neghalf
+DATA geluErfConsts<>+160(SB)/4, $0x3f800000 // one
+DATA geluErfConsts<>+164(SB)/4, $0x3f800000 // one
+DATA geluErfConsts<>+168(SB)/4, $0x3f800000 // one
+DATA geluErfConsts<>+172(SB)/4, $0x3f800000 // one
+DATA geluErfConsts<>+176(SB)/4, $0x3f800000 // one
+DATA geluErfConsts<>+180(SB)/4, $0x3f800000 // one
+DATA geluErfConsts<>+184(SB)/4, $0x3f800000 // one
+DATA geluErfConsts<>+188(SB)/4, $0x3f800000 // one
+DATA geluErfConsts<>+192(SB)/4, $0xc2d00000 // elo
+DATA geluErfConsts<>+196(SB)/4, $0xc2d00000 // elo
+DATA geluErfConsts<>+200(SB)/4, $0xc2d00000 // elo
+DATA geluErfConsts<>+204(SB)/4, $0xc2d00000 // elo
+DATA geluErfConsts<>+208(SB)/4, $0xc2d00000 // elo
+DATA geluErfConsts<>+212(SB)/4, $0xc2d00000 // elo
+DATA geluErfConsts<>+216(SB)/4, $0xc2d00000 // elo
+DATA geluErfConsts<>+220(SB)/4, $0xc2d00000 // elo
+DATA geluErfConsts<>+224(SB)/4, $0x3fb8aa3b // log2e
+DATA geluErfConsts<>+228(SB)/4, $0x3fb8aa3b // log2e
+DATA geluErfConsts<>+232(SB)/4, $0x3fb8aa3b // log2e
+DATA geluErfConsts<>+236(SB)/4, $0x3fb8aa3b // log2e
+DATA geluErfConsts<>+240(SB)/4, $0x3fb8aa3b // log2e
+DATA geluErfConsts<>+244(SB)/4, $0x3fb8aa3b // log2e
+DATA geluErfConsts<>+248(SB)/4, $0x3fb8aa3b // log2e
+DATA geluErfConsts<>+252(SB)/4, $0x3fb8aa3b // log2e
+DATA geluErfConsts<>+256(SB)/4, $0x3f318000 // ln2hi
+DATA geluErfConsts<>+260(SB)/4, $0x3f318000 // ln2hi
+DATA geluErfConsts<>+264(SB)/4, $0x3f318000 // ln2hi
+DATA geluErfConsts<>+268(SB)/4, $0x3f318000 // ln2hi
+DATA geluErfConsts<>+272(SB)/4, $0x3f318000 // ln2hi
+DATA geluErfConsts<>+276(SB)/4, $0x3f318000 // ln2hi
+DATA geluErfConsts<>+280(SB)/4, $0x3f318000 // ln2hi
+DATA geluErfConsts<>+284(SB)/4, $0x3f318000 // ln2hi
+DATA geluErfConsts<>+288(SB)/4, $0xb95e8083 // ln2lo
+DATA geluErfConsts<>+292(SB)/4, $0xb95e8083 // ln2lo
+DATA geluErfConsts<>+296(SB)/4, $0xb95e8083 // ln2lo
+DATA geluErfConsts<>+300(SB)/4, $0xb95e8083 // ln2lo
+DATA geluErfConsts<>+304(SB)/4, $0xb95e8083 // ln2lo
+DATA geluErfConsts<>+308(SB)/4, $0xb95e8083 // ln2lo
+DATA geluErfConsts<>+312(SB)/4, $0xb95e8083 // ln2lo
+DATA geluErfConsts<>+316(SB)/4, $0xb95e8083 // ln2lo
+DATA geluErfConsts<>+320(SB)/4, $0x39506967 // p0
+DATA geluErfConsts<>+324(SB)/4, $0x39506967 // p0
+DATA geluErfConsts<>+328(SB)/4, $0x39506967 // p0
+DATA geluErfConsts<>+332(SB)/4, $0x39506967 // p0
+DATA geluErfConsts<>+336(SB)/4, $0x39506967 // p0
+DATA geluErfConsts<>+340(SB)/4, $0x39506967 // p0
+DATA geluErfConsts<>+344(SB)/4, $0x39506967 // p0
+DATA geluErfConsts<>+348(SB)/4, $0x39506967 // p0
+DATA geluErfConsts<>+352(SB)/4, $0x3ab743ce // p1
+DATA geluErfConsts<>+356(SB)/4, $0x3ab743ce // p1
+DATA geluErfConsts<>+360(SB)/4, $0x3ab743ce // p1
+DATA geluErfConsts<>+364(SB)/4, $0x3ab743ce // p1
+DATA geluErfConsts<>+368(SB)/4, $0x3ab743ce // p1
+DATA geluErfConsts<>+372(SB)/4, $0x3ab743ce // p1
+DATA geluErfConsts<>+376(SB)/4, $0x3ab743ce // p1
+DATA geluErfConsts<>+380(SB)/4, $0x3ab743ce // p1
+DATA geluErfConsts<>+384(SB)/4, $0x3c088908 // p2
+DATA geluErfConsts<>+388(SB)/4, $0x3c088908 // p2
+DATA geluErfConsts<>+392(SB)/4, $0x3c088908 // p2
+DATA geluErfConsts<>+396(SB)/4, $0x3c088908 // p2
+DATA geluErfConsts<>+400(SB)/4, $0x3c088908 // p2
+DATA geluErfConsts<>+404(SB)/4, $0x3c088908 // p2
+DATA geluErfConsts<>+408(SB)/4, $0x3c088908 // p2
+DATA geluErfConsts<>+412(SB)/4, $0x3c088908 // p2
+DATA geluErfConsts<>+416(SB)/4, $0x3d2aa9c1 // p3
+DATA geluErfConsts<>+420(SB)/4, $0x3d2aa9c1 // p3
+DATA geluErfConsts<>+424(SB)/4, $0x3d2aa9c1 // p3
+DATA geluErfConsts<>+428(SB)/4, $0x3d2aa9c1 // p3
+DATA geluErfConsts<>+432(SB)/4, $0x3d2aa9c1 // p3
+DATA geluErfConsts<>+436(SB)/4, $0x3d2aa9c1 // p3
+DATA geluErfConsts<>+440(SB)/4, $0x3d2aa9c1 // p3
+DATA geluErfConsts<>+444(SB)/4, $0x3d2aa9c1 // p3
+DATA geluErfConsts<>+448(SB)/4, $0x3e2aaaaa // p4
+DATA geluErfConsts<>+452(SB)/4, $0x3e2aaaaa // p4
+DATA geluErfConsts<>+456(SB)/4, $0x3e2aaaaa // p4
+DATA geluErfConsts<>+460(SB)/4, $0x3e2aaaaa // p4
+DATA geluErfConsts<>+464(SB)/4, $0x3e2aaaaa // p4
+DATA geluErfConsts<>+468(SB)/4, $0x3e2aaaaa // p4
+DATA geluErfConsts<>+472(SB)/4, $0x3e2aaaaa // p4
+DATA geluErfConsts<>+476(SB)/4, $0x3e2aaaaa // p4
+DATA geluErfConsts<>+480(SB)/4, $0x3f000000 // p5
+DATA geluErfConsts<>+484(SB)/4, $0x3f000000 // p5
+DATA geluErfConsts<>+488(SB)/4, $0x3f000000 // p5
+DATA geluErfConsts<>+492(SB)/4, $0x3f000000 // p5
+DATA geluErfConsts<>+496(SB)/4, $0x3f000000 // p5
+DATA geluErfConsts<>+500(SB)/4, $0x3f000000 // p5
+DATA geluErfConsts<>+504(SB)/4, $0x3f000000 // p5
+DATA geluErfConsts<>+508(SB)/4, $0x3f000000 // p5
+DATA geluErfConsts<>+512(SB)/4, $0x0000007f // bias
+DATA geluErfConsts<>+516(SB)/4, $0x0000007f // bias
+DATA geluErfConsts<>+520(SB)/4, $0x0000007f // bias
+DATA geluErfConsts<>+524(SB)/4, $0x0000007f // bias
+DATA geluErfConsts<>+528(SB)/4, $0x0000007f // bias
+DATA geluErfConsts<>+532(SB)/4, $0x0000007f // bias
+DATA geluErfConsts<>+536(SB)/4, $0x0000007f // bias
+DATA geluErfConsts<>+540(SB)/4, $0x0000007f // bias
+DATA geluErfConsts<>+544(SB)/4, $0x3e2ef945 // c9
+DATA geluErfConsts<>+548(SB)/4, $0x3e2ef945 // c9
+DATA geluErfConsts<>+552(SB)/4, $0x3e2ef945 // c9
+DATA geluErfConsts<>+556(SB)/4, $0x3e2ef945 // c9
+DATA geluErfConsts<>+560(SB)/4, $0x3e2ef945 // c9
+DATA geluErfConsts<>+564(SB)/4, $0x3e2ef945 // c9
+DATA geluErfConsts<>+568(SB)/4, $0x3e2ef945 // c9
+DATA geluErfConsts<>+572(SB)/4, $0x3e2ef945 // c9
+DATA geluErfConsts<>+576(SB)/4, $0xbf527892 // c8
+DATA geluErfConsts<>+580(SB)/4, $0xbf527892 // c8
+DATA geluErfConsts<>+584(SB)/4, $0xbf527892 // c8
+DATA geluErfConsts<>+588(SB)/4, $0xbf527892 // c8
+DATA geluErfConsts<>+592(SB)/4, $0xbf527892 // c8
+DATA geluErfConsts<>+596(SB)/4, $0xbf527892 // c8
+DATA geluErfConsts<>+600(SB)/4, $0xbf527892 // c8
+DATA geluErfConsts<>+604(SB)/4, $0xbf527892 // c8
+DATA geluErfConsts<>+608(SB)/4, $0x3fbe87b0 // c7
+DATA geluErfConsts<>+612(SB)/4, $0x3fbe87b0 // c7
+DATA geluErfConsts<>+616(SB)/4, $0x3fbe87b0 // c7
+DATA geluErfConsts<>+620(SB)/4, $0x3fbe87b0 // c7
+DATA geluErfConsts<>+624(SB)/4, $0x3fbe87b0 // c7
+DATA geluErfConsts<>+628(SB)/4, $0x3fbe87b0 // c7
+DATA geluErfConsts<>+632(SB)/4, $0x3fbe87b0 // c7
+DATA geluErfConsts<>+636(SB)/4, $0x3fbe87b0 // c7
+DATA geluErfConsts<>+640(SB)/4, $0xbf914e5d // c6
+DATA geluErfConsts<>+644(SB)/4, $0xbf914e5d // c6
+DATA geluErfConsts<>+648(SB)/4, $0xbf914e5d // c6
+DATA geluErfConsts<>+652(SB)/4, $0xbf914e5d // c6
+DATA geluErfConsts<>+656(SB)/4, $0xbf914e5d // c6
+DATA geluErfConsts<>+660(SB)/4, $0xbf914e5d // c6
+DATA geluErfConsts<>+664(SB)/4, $0xbf914e5d // c6
+DATA geluErfConsts<>+668(SB)/4, $0xbf914e5d // c6
+DATA geluErfConsts<>+672(SB)/4, $0x3e8ec7cc // c5
+DATA geluErfConsts<>+676(SB)/4, $0x3e8ec7cc // c5
+DATA geluErfConsts<>+680(SB)/4, $0x3e8ec7cc // c5
+DATA geluErfConsts<>+684(SB)/4, $0x3e8ec7cc // c5
+DATA geluErfConsts<>+688(SB)/4, $0x3e8ec7cc // c5
+DATA geluErfConsts<>+692(SB)/4, $0x3e8ec7cc // c5
+DATA geluErfConsts<>+696(SB)/4, $0x3e8ec7cc // c5
+DATA geluErfConsts<>+700(SB)/4, $0x3e8ec7cc // c5
+DATA geluErfConsts<>+704(SB)/4, $0xbe3ec24c // c4
+DATA geluErfConsts<>+708(SB)/4, $0xbe3ec24c // c4
+DATA geluErfConsts<>+712(SB)/4, $0xbe3ec24c // c4
+DATA geluErfConsts<>+716(SB)/4, $0xbe3ec24c // c4
+DATA geluErfConsts<>+720(SB)/4, $0xbe3ec24c // c4
+DATA geluErfConsts<>+724(SB)/4, $0xbe3ec24c // c4
+DATA geluErfConsts<>+728(SB)/4, $0xbe3ec24c // c4
+DATA geluErfConsts<>+732(SB)/4, $0xbe3ec24c // c4
+DATA geluErfConsts<>+736(SB)/4, $0x3dc636c9 // c3
+DATA geluErfConsts<>+740(SB)/4, $0x3dc636c9 // c3
+DATA geluErfConsts<>+744(SB)/4, $0x3dc636c9 // c3
+DATA geluErfConsts<>+748(SB)/4, $0x3dc636c9 // c3
+DATA geluErfConsts<>+752(SB)/4, $0x3dc636c9 // c3
+DATA geluErfConsts<>+756(SB)/4, $0x3dc636c9 // c3
+DATA geluErfConsts<>+760(SB)/4, $0x3dc636c9 // c3
+DATA geluErfConsts<>+764(SB)/4, $0x3dc636c9 // c3
+DATA geluErfConsts<>+768(SB)/4, $0x3ebf88fb // c2
+DATA geluErfConsts<>+772(SB)/4, $0x3ebf88fb // c2
+DATA geluErfConsts<>+776(SB)/4, $0x3ebf88fb // c2
+DATA geluErfConsts<>+780(SB)/4, $0x3ebf88fb // c2
+DATA geluErfConsts<>+784(SB)/4, $0x3ebf88fb // c2
+DATA geluErfConsts<>+788(SB)/4, $0x3ebf88fb // c2
+DATA geluErfConsts<>+792(SB)/4, $0x3ebf88fb // c2
+DATA geluErfConsts<>+796(SB)/4, $0x3ebf88fb // c2
+DATA geluErfConsts<>+800(SB)/4, $0x3f8000c7 // c1
+DATA geluErfConsts<>+804(SB)/4, $0x3f8000c7 // c1
+DATA geluErfConsts<>+808(SB)/4, $0x3f8000c7 // c1
+DATA geluErfConsts<>+812(SB)/4, $0x3f8000c7 // c1
+DATA geluErfConsts<>+816(SB)/4, $0x3f8000c7 // c1
+DATA geluErfConsts<>+820(SB)/4, $0x3f8000c7 // c1
+DATA geluErfConsts<>+824(SB)/4, $0x3f8000c7 // c1
+DATA geluErfConsts<>+828(SB)/4, $0x3f8000c7 // c1
+DATA geluErfConsts<>+832(SB)/4, $0xbfa1fc4e // c0
+DATA geluErfConsts<>+836(SB)/4, $0xbfa1fc4e // c0
+DATA geluErfConsts<>+840(SB)/4, $0xbfa1fc4e // c0
+DATA geluErfConsts<>+844(SB)/4, $0xbfa1fc4e // c0
+DATA geluErfConsts<>+848(SB)/4, $0xbfa1fc4e // c0
+DATA geluErfConsts<>+852(SB)/4, $0xbfa1fc4e // c0
+DATA geluErfConsts<>+856(SB)/4, $0xbfa1fc4e // c0
+DATA geluErfConsts<>+860(SB)/4, $0xbfa1fc4e // c0
+GLOBL geluErfConsts<>(SB), RODATA|NOPTR, $864
+
+// func geluErfAVX2(dst, src *float32, n int)
+TEXT ·geluErfAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	JZ done
+	VMOVUPS geluErfConsts<>+160(SB), Y15
+	VMOVUPS geluErfConsts<>+0(SB), Y13
+loop:
+	VMOVUPS (SI), Y0
+	VANDNPS Y0, Y13, Y1
+	VMINPS geluErfConsts<>+32(SB), Y1, Y1
+	VMULPS Y1, Y1, Y2
+	VMOVAPS Y2, Y3
+	VFMSUB231PS Y1, Y1, Y3
+	VMULPS geluErfConsts<>+64(SB), Y1, Y4
+	VFMADD132PS geluErfConsts<>+96(SB), Y15, Y4
+	VDIVPS Y4, Y15, Y4
+	VMOVUPS geluErfConsts<>+544(SB), Y5
+	VFMADD213PS geluErfConsts<>+576(SB), Y4, Y5
+	VFMADD213PS geluErfConsts<>+608(SB), Y4, Y5
+	VFMADD213PS geluErfConsts<>+640(SB), Y4, Y5
+	VFMADD213PS geluErfConsts<>+672(SB), Y4, Y5
+	VFMADD213PS geluErfConsts<>+704(SB), Y4, Y5
+	VFMADD213PS geluErfConsts<>+736(SB), Y4, Y5
+	VFMADD213PS geluErfConsts<>+768(SB), Y4, Y5
+	VFMADD213PS geluErfConsts<>+800(SB), Y4, Y5
+	VFMADD213PS geluErfConsts<>+832(SB), Y4, Y5
+	VMULPS geluErfConsts<>+224(SB), Y5, Y6
+	VROUNDPS $0, Y6, Y6
+	VFNMADD231PS geluErfConsts<>+256(SB), Y6, Y5
+	VFNMADD231PS geluErfConsts<>+288(SB), Y6, Y5
+	VMOVUPS geluErfConsts<>+320(SB), Y7
+	VFMADD213PS geluErfConsts<>+352(SB), Y5, Y7
+	VFMADD213PS geluErfConsts<>+384(SB), Y5, Y7
+	VFMADD213PS geluErfConsts<>+416(SB), Y5, Y7
+	VFMADD213PS geluErfConsts<>+448(SB), Y5, Y7
+	VFMADD213PS geluErfConsts<>+480(SB), Y5, Y7
+	VMULPS Y5, Y5, Y14
+	VFMADD213PS Y5, Y14, Y7
+	VADDPS Y15, Y7, Y5
+	VCVTPS2DQ Y6, Y6
+	VPSRAD $1, Y6, Y7
+	VPSUBD Y7, Y6, Y6
+	VPADDD geluErfConsts<>+512(SB), Y7, Y7
+	VPSLLD $23, Y7, Y7
+	VMULPS Y7, Y5, Y5
+	VPADDD geluErfConsts<>+512(SB), Y6, Y6
+	VPSLLD $23, Y6, Y6
+	VMULPS Y6, Y5, Y5
+	VMULPS Y4, Y5, Y5
+	VFMADD132PS geluErfConsts<>+128(SB), Y15, Y3
+	VMULPS Y3, Y5, Y5
+	VMULPS geluErfConsts<>+96(SB), Y5, Y5
+	VMULPS geluErfConsts<>+128(SB), Y2, Y2
+	VMAXPS geluErfConsts<>+192(SB), Y2, Y2
+	VMULPS geluErfConsts<>+224(SB), Y2, Y6
+	VROUNDPS $0, Y6, Y6
+	VFNMADD231PS geluErfConsts<>+256(SB), Y6, Y2
+	VFNMADD231PS geluErfConsts<>+288(SB), Y6, Y2
+	VMOVUPS geluErfConsts<>+320(SB), Y7
+	VFMADD213PS geluErfConsts<>+352(SB), Y2, Y7
+	VFMADD213PS geluErfConsts<>+384(SB), Y2, Y7
+	VFMADD213PS geluErfConsts<>+416(SB), Y2, Y7
+	VFMADD213PS geluErfConsts<>+448(SB), Y2, Y7
+	VFMADD213PS geluErfConsts<>+480(SB), Y2, Y7
+	VMULPS Y2, Y2, Y14
+	VFMADD213PS Y2, Y14, Y7
+	VADDPS Y15, Y7, Y2
+	VCVTPS2DQ Y6, Y6
+	VPSRAD $1, Y6, Y7
+	VPSUBD Y7, Y6, Y6
+	VPADDD geluErfConsts<>+512(SB), Y7, Y7
+	VPSLLD $23, Y7, Y7
+	VMULPS Y7, Y2, Y2
+	VPADDD geluErfConsts<>+512(SB), Y6, Y6
+	VPSLLD $23, Y6, Y6
+	VMULPS Y6, Y2, Y2
+	VMULPS Y2, Y5, Y5
+	VSUBPS Y5, Y15, Y6
+	VBLENDVPS Y0, Y5, Y6, Y6
+	VMULPS Y6, Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ loop
+done:
+	VZEROUPPER
+	RET
 
 // func dotsAVX2(q, k *float32, ldk, n, dh int, out *float32)
 TEXT ·dotsAVX2(SB), NOSPLIT, $0-48
