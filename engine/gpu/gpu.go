@@ -95,10 +95,12 @@ type Backend struct {
 	rec    recordKernels // record.go
 	pool   *pool
 
-	mu        sync.Mutex // guards args, err, launches and capturing
+	mu        sync.Mutex // guards the fields below
 	args      cuda.Args
 	err       error
 	launches  int64
+	toHost    int64    // bytes copied to the host (ToHost, ToHostAsync, SketchRows)
+	fromHost  int64    // bytes copied from the host (FromHost, uploads)
 	capturing *capture // graph.go; nil unless Capture is recording
 }
 
@@ -187,6 +189,15 @@ func (b *Backend) Launches() int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.launches
+}
+
+// Transferred returns the bytes copied so far between the host and the
+// device, each way: what a workload costs the PCIe or NVLink-C2C link
+// beside its kernels.
+func (b *Backend) Transferred() (toHost, fromHost int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.toHost, b.fromHost
 }
 
 // Context returns the CUDA context the backend runs in.
@@ -300,6 +311,7 @@ func (b *Backend) upload(op string, src unsafe.Pointer, n int) *buffer {
 		b.fail(op, err)
 		return nil
 	}
+	b.fromHost += int64(n)
 	return buf
 }
 
@@ -349,6 +361,7 @@ func (b *Backend) ToHost(t *engine.Tensor) []float32 {
 		b.fail("ToHost", err)
 		return out
 	}
+	b.toHost += int64(4 * len(out))
 	if err := b.stream.Synchronize(); err != nil {
 		b.fail("ToHost", err)
 	}

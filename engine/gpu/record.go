@@ -128,6 +128,7 @@ func (c *asyncCopy) start(op string, parts ...copyPart) {
 			return
 		}
 		off += p.bytes
+		b.toHost += int64(p.bytes)
 	}
 	if err := c.ev.Record(b.stream); err != nil {
 		b.fail(op, err)

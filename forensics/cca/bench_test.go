@@ -16,8 +16,9 @@ import (
 // about 128 tokens (benign text, then the injection, then the generated
 // tokens), from the incident to a 1-minimal fix set. Making the scenario
 // (about 45 s) is outside the timer. It reports the forwards, the backward
-// passes and the seconds of one search. FX_TEST_DEVICE=cuda runs the
-// search on the GPU (bench/gpu/run.sh).
+// passes and the seconds of one search; FX_TEST_DEVICE=cuda runs the
+// search on the GPU (bench/gpu/run.sh), and it then reports the megabytes
+// one search copies each way between host and device too.
 func BenchmarkTimeToCertificate(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir() + "/pi"
@@ -41,12 +42,26 @@ func BenchmarkTimeToCertificate(b *testing.B) {
 	inc := Incident{Text: text.String(), PromptIDs: m.Encode(text.String()), OutputIDs: out.Tokens}
 	b.Logf("incident: %d prompt + %d generated tokens", len(inc.PromptIDs), len(inc.OutputIDs))
 
+	transfers, onDevice := m.Backend.(interface{ Transferred() (toHost, fromHost int64) })
+	var toHost, fromHost int64
 	var res *Result
 	for b.Loop() {
+		var th0, fh0 int64
+		if onDevice {
+			th0, fh0 = transfers.Transferred()
+		}
 		p, err := NewProblem(ctx, m, inc, "", sc)
 		require.NoError(b, err)
 		res, err = Search(ctx, p, nil, DefaultConfig(), nil)
 		require.NoError(b, err)
+		if onDevice {
+			th, fh := transfers.Transferred()
+			toHost, fromHost = toHost+th-th0, fromHost+fh-fh0
+		}
+	}
+	if onDevice {
+		b.ReportMetric(float64(toHost)/1e6/float64(b.N), "MB-to-host")
+		b.ReportMetric(float64(fromHost)/1e6/float64(b.N), "MB-from-host")
 	}
 	b.ReportMetric(float64(res.Cost.Forwards), "forwards")
 	b.ReportMetric(float64(res.Cost.Backward), "backward")
