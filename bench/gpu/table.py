@@ -162,11 +162,12 @@ def main():
         print()
         print("### CCA time to certificate (small prompt-injection, ~147-token incident, all 12 layers)")
         print()
-        print("| backend | search s | forwards | backward passes | fix set |")
-        print("|---|---|---|---|---|")
+        print("| backend | search s | forwards | backward passes | fix set | MB to host | MB from host |")
+        print("|---|---|---|---|---|---|---|")
         for k, v in sorted(ttc):
-            print("| %s | %s | %s | %s | %s |" % (k.split("/")[-1], fmt(v.get("search-s")), fmt(v.get("forwards")),
-                                                fmt(v.get("backward")), fmt(v.get("fix-set"))))
+            print("| %s | %s | %s | %s | %s | %s | %s |" % (
+                k.split("/")[-1], fmt(v.get("search-s")), fmt(v.get("forwards")), fmt(v.get("backward")),
+                fmt(v.get("fix-set")), fmt(v.get("MB-to-host")), fmt(v.get("MB-from-host"))))
     failed = [k for k, r in torch.items() if r.get("ms") is None and "error" in str(r.get("note", ""))]
     if failed:
         print()
