@@ -706,12 +706,29 @@ func gemvT(w *strings.Builder, rows int) {
 	a.op("RET")
 }
 
-// geluConsts are the constants of geluTanhAVX2, each stored as a vector of
-// 8 so that an instruction can read it from memory.
-var geluConsts = []struct {
+// vecConst is a named float32 constant of a kernel, stored as a vector of 8
+// lanes so that an instruction can read it from memory.
+type vecConst struct {
 	name string
 	v    float32
-}{
+}
+
+// vecConsts writes consts as the read-only symbol sym<>, one vector of 8
+// lanes each, and returns the memory operand of a constant by name.
+func vecConsts(w *strings.Builder, sym string, consts []vecConst) func(name string) string {
+	off := map[string]int{}
+	for i, c := range consts {
+		off[c.name] = 32 * i
+		for l := range 8 {
+			fmt.Fprintf(w, "DATA %s<>+%d(SB)/4, $0x%08x // %s\n", sym, 32*i+4*l, math.Float32bits(c.v), c.name)
+		}
+	}
+	fmt.Fprintf(w, "GLOBL %s<>(SB), RODATA|NOPTR, $%d\n", sym, 32*len(consts))
+	return func(name string) string { return fmt.Sprintf("%s<>+%d(SB)", sym, off[name]) }
+}
+
+// geluConsts are the constants of geluTanhAVX2.
+var geluConsts = []vecConst{
 	{"c", 0.044715},
 	{"k", float32(-2 * math.Sqrt(2/math.Pi))},
 	{"one", 1},
@@ -738,15 +755,7 @@ var geluConsts = []struct {
 // below float32's resolution of GELU.
 func gelu(w *strings.Builder) {
 	a := asm{w}
-	off := map[string]int{}
-	for i, c := range geluConsts {
-		off[c.name] = 32 * i
-		for l := range 8 {
-			fmt.Fprintf(w, "DATA geluConsts<>+%d(SB)/4, $0x%08x // %s\n", 32*i+4*l, math.Float32bits(c.v), c.name)
-		}
-	}
-	fmt.Fprintf(w, "GLOBL geluConsts<>(SB), RODATA|NOPTR, $%d\n", 32*len(geluConsts))
-	k := func(name string) string { return fmt.Sprintf("geluConsts<>+%d(SB)", off[name]) }
+	k := vecConsts(w, "geluConsts", geluConsts)
 	fmt.Fprintf(w, "\n// func geluTanhAVX2(dst, src *float32, n int)\n")
 	fmt.Fprintf(w, "TEXT ·geluTanhAVX2(SB), NOSPLIT, $0-24\n")
 	a.op("MOVQ dst+0(FP), DI")
@@ -790,11 +799,8 @@ func gelu(w *strings.Builder) {
 	a.op("RET")
 }
 
-// geluErfConsts are the constants of geluErfAVX2, as geluConsts.
-var geluErfConsts = []struct {
-	name string
-	v    float32
-}{
+// geluErfConsts are the constants of geluErfAVX2.
+var geluErfConsts = []vecConst{
 	{"sign", float32(math.Copysign(0, -1))},
 	{"amax", 20}, // Φ(-20) is 0 and Φ(20) is 1 in float32
 	{"rsqrt2", float32(1 / math.Sqrt2)},
@@ -837,15 +843,7 @@ var geluErfConsts = []struct {
 // e^y is Cephes' expf, as in geluTanhAVX2.
 func geluErf(w *strings.Builder) {
 	a := asm{w}
-	off := map[string]int{}
-	for i, c := range geluErfConsts {
-		off[c.name] = 32 * i
-		for l := range 8 {
-			fmt.Fprintf(w, "DATA geluErfConsts<>+%d(SB)/4, $0x%08x // %s\n", 32*i+4*l, math.Float32bits(c.v), c.name)
-		}
-	}
-	fmt.Fprintf(w, "GLOBL geluErfConsts<>(SB), RODATA|NOPTR, $%d\n", 32*len(geluErfConsts))
-	k := func(name string) string { return fmt.Sprintf("geluErfConsts<>+%d(SB)", off[name]) }
+	k := vecConsts(w, "geluErfConsts", geluErfConsts)
 	// exp sets Y[y] = e^Y[y] for Y[y] in [-104, 88], with scratch Y[n] and
 	// Y[s] (Y15 holds 1).
 	exp := func(y, n, s int) {
