@@ -42,7 +42,9 @@ func BenchmarkTimeToCertificate(b *testing.B) {
 	inc := Incident{Text: text.String(), PromptIDs: m.Encode(text.String()), OutputIDs: out.Tokens}
 	b.Logf("incident: %d prompt + %d generated tokens", len(inc.PromptIDs), len(inc.OutputIDs))
 
-	transfers, onDevice := m.Backend.(interface{ Transferred() (toHost, fromHost int64) })
+	transfers, onDevice := m.Backend.(interface {
+		Transferred() (toHost, fromHost int64)
+	})
 	var toHost, fromHost int64
 	var res *Result
 	for b.Loop() {
