@@ -84,7 +84,7 @@ func (d *Decoder) Prefill(ctx context.Context, tokens []int) ([]float32, error) 
 	r := &run{b: b}
 	logits := d.m.GPT2.forward(r, in, d.cache, true)
 	setScalar(b, d.position, d.cache.Len)
-	return d.read(logits)
+	return d.m.lastLogits(logits)
 }
 
 // Step runs one token after the cached positions and returns its logits
@@ -119,7 +119,7 @@ func (d *Decoder) Step(ctx context.Context, token int) ([]float32, error) {
 	}
 	d.steps++
 	d.cache.Len++
-	return d.read(d.logits)
+	return d.m.lastLogits(d.logits)
 }
 
 // Close releases the captured graph, if any (a decoder dropped without
@@ -169,17 +169,6 @@ func (d *Decoder) input(ctx context.Context, tokens []int) (Batch, error) {
 		return Batch{}, err
 	}
 	return in, nil
-}
-
-// read returns the last position's logits on the host, or the backend's
-// error.
-func (d *Decoder) read(logits *engine.Tensor) ([]float32, error) {
-	b := d.m.Backend
-	row := b.ToHost(logits)
-	if err := b.Sync(); err != nil {
-		return nil, fmt.Errorf("%s: %w", b.Name(), err)
-	}
-	return row[len(row)-d.m.Config.VocabSize:], nil
 }
 
 // setScalar writes v into the one-element tensor t.

@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+
+	"github.com/modelforensics/fx/engine"
 )
 
 // Sampler settings for generation. The zero value is greedy decoding.
@@ -144,13 +146,20 @@ func (m *Model) stepper(prompt []int, opts GenerateOptions, hooks *Hooks) (stepF
 		if r.err != nil {
 			return nil, 0, r.err
 		}
-		row := m.Backend.ToHost(logits)
-		if err := m.Backend.Sync(); err != nil {
-			return nil, 0, fmt.Errorf("%s: %w", m.Backend.Name(), err)
-		}
-		return row[len(row)-m.Config.VocabSize:], cache.Len, nil
+		row, err := m.lastLogits(logits)
+		return row, cache.Len, err
 	}
 	return step, func() error { return nil }, nil
+}
+
+// lastLogits returns the logits [vocab] of logits' last position on the
+// host, or the backend's error.
+func (m *Model) lastLogits(logits *engine.Tensor) ([]float32, error) {
+	row := m.Backend.ToHost(logits)
+	if err := m.Backend.Sync(); err != nil {
+		return nil, fmt.Errorf("%s: %w", m.Backend.Name(), err)
+	}
+	return row[len(row)-m.Config.VocabSize:], nil
 }
 
 // pick chooses the next token from one row of logits.

@@ -169,12 +169,9 @@ func (m *GPT2) blocksAndHead(r *run, in Batch, layer int, x, delta *engine.Tenso
 	b := r.b
 	B, T := in.B, in.T
 	mask := engine.AttnMask{Causal: true, QueryOffset: r.offset, KeyValid: in.Valid}
-	var at *engine.Tensor
 	if cache != nil {
 		mask.KeyValid = cache.appendValid(in)
-		if at = cache.at; at != nil {
-			mask.QueryOffsetAt = at
-		}
+		mask.QueryOffsetAt = cache.at
 	}
 	x, normed := m.H[layer].Ln1.addForward(r, x, delta, m.H[layer].hooks.residPre)
 	for i := layer; i < len(m.H); i++ {
@@ -186,7 +183,7 @@ func (m *GPT2) blocksAndHead(r *run, in Batch, layer int, x, delta *engine.Tenso
 		if i+1 < len(m.H) {
 			next, resid = m.H[i+1].Ln1, append(resid, m.H[i+1].hooks.residPre)
 		}
-		x, delta = m.H[i].forward(r, x, normed, mask, kv, at)
+		x, delta = m.H[i].forward(r, x, normed, mask, kv)
 		x, normed = next.addForward(r, x, delta, resid...)
 	}
 	if cache != nil {
@@ -235,17 +232,18 @@ func identity(rows []int, n int) bool {
 // forward runs one block on the residual stream x [B, T, D] (its
 // resid_pre, hooks called) and normed, ln1's output on x. It returns the
 // block's resid_mid and MLP output, whose sum is its resid_post: the caller
-// adds them, fused with the LayerNorm that follows. kv and at are the
-// block's cache and the step's device position (kvLayer.append).
-func (blk *GPT2Block) forward(r *run, x, normed *engine.Tensor, mask engine.AttnMask, kv *kvLayer, at *engine.Tensor) (residMid, mlpOut *engine.Tensor) {
+// adds them, fused with the LayerNorm that follows.
+func (blk *GPT2Block) forward(r *run, x, normed *engine.Tensor, mask engine.AttnMask, kv *kvLayer) (residMid, mlpOut *engine.Tensor) {
 	h := &blk.hooks
-	attnOut := r.point(h.attnOut, blk.Attn.forward(r, h, normed, mask, kv, at))
+	attnOut := r.point(h.attnOut, blk.Attn.forward(r, h, normed, mask, kv))
 	x, normed = blk.Ln2.addForward(r, x, attnOut, h.residMid)
 	return x, r.point(h.mlpOut, blk.MLP.forward(r, h, normed))
 }
 
 // forward computes the attention output [B, T, D] of the normalised x.
-func (a *GPT2Attention) forward(r *run, h *blockHooks, x *engine.Tensor, mask engine.AttnMask, kv *kvLayer, at *engine.Tensor) *engine.Tensor {
+// With a Decoder's step, the keys and values go into kv at the position
+// that mask.QueryOffsetAt holds (kvLayer.append).
+func (a *GPT2Attention) forward(r *run, h *blockHooks, x *engine.Tensor, mask engine.AttnMask, kv *kvLayer) *engine.Tensor {
 	b := r.b
 	B, T, D := x.Dim(0), x.Dim(1), x.Dim(2)
 	H := a.Heads
@@ -254,7 +252,7 @@ func (a *GPT2Attention) forward(r *run, h *blockHooks, x *engine.Tensor, mask en
 	k := r.point(h.k, b.SliceLast(qkv, D, 2*D).Reshape(B, T, H, D/H))
 	v := r.point(h.v, b.SliceLast(qkv, 2*D, 3*D).Reshape(B, T, H, D/H))
 	if kv != nil {
-		k, v = kv.append(b, k, v, at)
+		k, v = kv.append(b, k, v, mask.QueryOffsetAt)
 	}
 	return attend(r, h, q, k, v, a.Scale, mask, a.CProj, false)
 }
